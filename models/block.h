@@ -1,0 +1,72 @@
+// One pre-norm Transformer block:
+//   x_mid = x_in  + Dropout(Attn(LN1(x_in)))
+//   x_out = x_mid + Dropout(MLP(LN2(x_mid)))
+// Forward and backward side by side in block.cpp.
+#pragma once
+
+#include <cstdint>
+
+#include "models/params.h"
+#include "src/kernels/cpu/ops.h"
+
+namespace kl {
+
+struct BlockShape {
+  int B, T, C, NH, F;
+  int64_t tokens() const { return int64_t{B} * T; }
+};
+
+// A block's tensors, resolved once from the parameter table (P = const T* or T*).
+template <class P>
+struct BlockTensors {
+  P ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b;
+};
+template <class P>
+BlockTensors<P> block_tensors(const ParamTable& table, P base, int layer);
+
+// What the backward pass needs from the forward pass of one block.
+template <class T>
+struct BlockActivations {
+  T *ln1, *ln1_mean, *ln1_rstd;  // [N,C], [N], [N]
+  T* qkv;                        // [N,3C]
+  T* probs;                      // [B,NH,T,T]
+  T* att;                        // [N,C]
+  T* x_mid;                      // [N,C]
+  T *ln2, *ln2_mean, *ln2_rstd;  // [N,C], [N], [N]
+  T *fc, *gelu;                  // [N,F]
+  static int64_t size(const BlockShape& s);  // elements
+  static BlockActivations carve(T* memory, const BlockShape& s);
+};
+
+// Buffers shared by every block, used only within one block's forward or backward.
+template <class T>
+struct BlockScratch {
+  T* branch;  // [N,C]   a branch's output / the gradient of one
+  T* dnc;     // [N,C]   gradient of the attention output, then of a LayerNorm output
+  T* dqkv;    // [N,3C]
+  T* dprobs;  // [B,NH,T,T]
+  T* dff;     // [N,F]
+  static int64_t size(const BlockShape& s);
+  static BlockScratch carve(T* memory, const BlockShape& s);
+};
+
+// Dropout for block `layer`: sites 1 + 2 layer (attention) and 2 + 2 layer (MLP); site 0 is the
+// embedding's.
+struct BlockDropout {
+  double p = 0.0;
+  cpu::DropoutKey key;  // site is filled in per branch
+};
+
+template <class T>
+void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>& w, const T* x_in,
+                   T* x_out, const BlockActivations<T>& a, const BlockScratch<T>& scratch,
+                   const BlockDropout& dropout);
+
+// dres holds dL/dx_out on entry and dL/dx_in on return (the residual stream's gradient flows
+// through the identity path untouched and each branch adds its share).
+template <class T>
+void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>& w,
+                    const BlockTensors<T*>& grad, const T* x_in, const BlockActivations<T>& a,
+                    const BlockScratch<T>& scratch, const BlockDropout& dropout, T* dres);
+
+}  // namespace kl

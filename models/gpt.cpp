@@ -1,0 +1,162 @@
+#include "models/gpt.h"
+
+#include <algorithm>
+
+#include "src/kernels/cpu/ops.h"
+#include "src/util/error.h"
+
+namespace kl {
+
+namespace {
+constexpr uint32_t kEmbeddingSite = 0;
+}
+
+template <class T>
+GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute)
+    : config_(config), table_(config), micro_batch_(micro_batch), recompute_(recompute) {
+  params_.assign(static_cast<size_t>(table_.buffer_size()), T(0));
+  grads_.assign(params_.size(), T(0));
+  for (int l = 0; l < config_.layers; ++l) {
+    layer_params_.push_back(block_tensors<const T*>(table_, params_.data(), l));
+    layer_grads_.push_back(block_tensors<T*>(table_, grads_.data(), l));
+  }
+  const BlockShape s = shape(micro_batch_);
+  const int64_t NC = s.tokens() * s.C;
+  residual_.assign(static_cast<size_t>(NC * (config_.layers + 1)), T(0));
+  const int saved_blocks = recompute_ ? 1 : config_.layers;
+  const int64_t per_block = BlockActivations<T>::size(s);
+  block_memory_.assign(static_cast<size_t>(per_block * saved_blocks), T(0));
+  for (int l = 0; l < saved_blocks; ++l) {
+    block_acts_.push_back(BlockActivations<T>::carve(block_memory_.data() + per_block * l, s));
+  }
+  scratch_memory_.assign(static_cast<size_t>(BlockScratch<T>::size(s)), T(0));
+  scratch_ = BlockScratch<T>::carve(scratch_memory_.data(), s);
+  final_norm_.assign(static_cast<size_t>(NC), T(0));
+  final_mean_.assign(static_cast<size_t>(s.tokens()), T(0));
+  final_rstd_.assign(static_cast<size_t>(s.tokens()), T(0));
+  residual_grad_.assign(static_cast<size_t>(NC), T(0));
+  logits_.assign(static_cast<size_t>(s.tokens() * config_.vocab), T(0));
+  probs_.assign(logits_.size(), T(0));
+  losses_.assign(static_cast<size_t>(s.tokens()), T(0));
+}
+
+template <class T>
+BlockShape GptModel<T>::shape(int B) const {
+  return {B, config_.seq_len, config_.d_model, config_.heads, config_.ff_width()};
+}
+
+template <class T>
+BlockDropout GptModel<T>::dropout_for(const BatchPosition& position, bool training) const {
+  BlockDropout d;
+  d.p = training ? config_.dropout : 0.0;
+  d.key = {position.seed, position.step, position.first_sample, 0};
+  return d;
+}
+
+template <class T>
+const BlockActivations<T>& GptModel<T>::activations(int layer) const {
+  return block_acts_[recompute_ ? 0 : static_cast<size_t>(layer)];
+}
+
+template <class T>
+const T* GptModel<T>::head_weight() const {
+  const char* name = config_.tie_embeddings ? "embed.token.weight" : "head.weight";
+  return params_.data() + table_.get(name).offset;
+}
+
+template <class T>
+T* GptModel<T>::head_grad() {
+  const char* name = config_.tie_embeddings ? "embed.token.weight" : "head.weight";
+  return grads_.data() + table_.get(name).offset;
+}
+
+template <class T>
+void GptModel<T>::zero_grads() {
+  std::fill(grads_.begin(), grads_.end(), T(0));
+}
+
+template <class T>
+double GptModel<T>::forward(const int32_t* inputs, const int32_t* targets, int B,
+                            const BatchPosition& position, bool training) {
+  KL_CHECK(B >= 1 && B <= micro_batch_, "batch larger than the model's micro-batch buffers");
+  const BlockShape s = shape(B);
+  const int N = static_cast<int>(s.tokens());
+  const int64_t NC = s.tokens() * s.C;
+  const BlockDropout dropout = dropout_for(position, training);
+  const T* wte = params_.data() + table_.get("embed.token.weight").offset;
+  const T* wpe = params_.data() + table_.get("embed.position.weight").offset;
+
+  T* x = residual_.data();
+  cpu::embedding_forward(x, inputs, wte, wpe, B, s.T, s.C);
+  cpu::DropoutKey embed_key = dropout.key;
+  embed_key.site = kEmbeddingSite;
+  cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, embed_key);
+  for (int l = 0; l < config_.layers; ++l) {
+    block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
+                  activations(l), scratch_, dropout);
+  }
+  const T* final_w = params_.data() + table_.get("final_norm.weight").offset;
+  const T* final_b = params_.data() + table_.get("final_norm.bias").offset;
+  cpu::layernorm_forward(final_norm_.data(), final_mean_.data(), final_rstd_.data(),
+                         x + config_.layers * NC, final_w, final_b, N, s.C);
+  cpu::linear_forward<T>(logits_.data(), final_norm_.data(), head_weight(), nullptr, N, s.C,
+                         config_.vocab);
+  cpu::softmax_xent_forward(losses_.data(), probs_.data(), logits_.data(), targets, N, config_.vocab);
+  double sum = 0.0;
+  for (int n = 0; n < N; ++n) sum += losses_[static_cast<size_t>(n)];
+  return sum / N;
+}
+
+template <class T>
+void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
+                           const BatchPosition& position, double loss_scale) {
+  const BlockShape s = shape(B);
+  const int N = static_cast<int>(s.tokens());
+  const int64_t NC = s.tokens() * s.C;
+  const BlockDropout dropout = dropout_for(position, true);
+  T* x = residual_.data();
+  T* dres = residual_grad_.data();
+
+  // Head: probs_ becomes dL/dlogits in place.
+  cpu::softmax_xent_backward(probs_.data(), probs_.data(), targets, T(loss_scale), N, config_.vocab);
+  cpu::linear_backward<T>(scratch_.dnc, head_grad(), nullptr, probs_.data(), final_norm_.data(),
+                          head_weight(), N, s.C, config_.vocab);
+  std::fill(dres, dres + NC, T(0));
+  const auto& fn = table_.get("final_norm.weight");
+  const auto& fb = table_.get("final_norm.bias");
+  cpu::layernorm_backward(dres, grads_.data() + fn.offset, grads_.data() + fb.offset, scratch_.dnc,
+                          x + config_.layers * NC, params_.data() + fn.offset, final_mean_.data(),
+                          final_rstd_.data(), N, s.C);
+  for (int l = config_.layers - 1; l >= 0; --l) {
+    if (recompute_) {
+      block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
+                    activations(l), scratch_, dropout);
+    }
+    block_backward(s, l, layer_params_[static_cast<size_t>(l)], layer_grads_[static_cast<size_t>(l)],
+                   x + l * NC, activations(l), scratch_, dropout, dres);
+  }
+  cpu::DropoutKey embed_key = dropout.key;
+  embed_key.site = kEmbeddingSite;
+  cpu::dropout_backward(dres, dres, B, int64_t{s.T} * s.C, dropout.p, embed_key);
+  cpu::embedding_backward(grads_.data() + table_.get("embed.token.weight").offset,
+                          grads_.data() + table_.get("embed.position.weight").offset, dres, inputs,
+                          B, s.T, s.C);
+}
+
+template <class T>
+double GptModel<T>::forward_backward(const int32_t* inputs, const int32_t* targets, int B,
+                                     const BatchPosition& position, double loss_scale) {
+  const double loss = forward(inputs, targets, B, position, /*training=*/true);
+  backward(inputs, targets, B, position, loss_scale);
+  return loss;
+}
+
+template <class T>
+double GptModel<T>::evaluate(const int32_t* inputs, const int32_t* targets, int B) {
+  return forward(inputs, targets, B, BatchPosition{}, /*training=*/false);
+}
+
+template class GptModel<float>;
+template class GptModel<double>;
+
+}  // namespace kl

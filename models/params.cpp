@@ -1,0 +1,94 @@
+#include "models/params.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "src/util/error.h"
+#include "src/util/rng.h"
+
+namespace kl {
+namespace {
+constexpr int64_t kAlign = 16;  // elements: 64 bytes of fp32, a cache line / AVX-512 vector
+constexpr double kInitStd = 0.02;
+}  // namespace
+
+int64_t ParamSpec::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string ParamTable::layer_prefix(int layer) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "layers/%06d/", layer);
+  return buffer;
+}
+
+void ParamTable::add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay,
+                     int layer) {
+  ParamSpec spec{std::move(name), std::move(shape), init, std, decay, layer, buffer_size_};
+  buffer_size_ += (spec.numel() + kAlign - 1) / kAlign * kAlign;
+  specs_.push_back(std::move(spec));
+}
+
+ParamTable::ParamTable(const ModelConfig& m) {
+  const int64_t C = m.d_model, F = m.ff_width(), V = m.vocab, T = m.seq_len;
+  // GPT-2: each branch's output projection starts smaller, so that the residual stream's variance
+  // does not grow with depth (2 branches per block).
+  const double proj_std = kInitStd / std::sqrt(2.0 * m.layers);
+  // Weight decay on every matrix (Linear weights and embeddings), none on biases and LayerNorm.
+  add("embed.token.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
+  add("embed.position.weight", {T, C}, Init::kNormal, kInitStd, true, -1);
+  for (int l = 0; l < m.layers; ++l) {
+    const std::string p = layer_prefix(l);
+    add(p + "ln1.weight", {C}, Init::kOnes, 0, false, l);
+    add(p + "ln1.bias", {C}, Init::kZeros, 0, false, l);
+    add(p + "attn.qkv.weight", {3 * C, C}, Init::kNormal, kInitStd, true, l);
+    add(p + "attn.qkv.bias", {3 * C}, Init::kZeros, 0, false, l);
+    add(p + "attn.proj.weight", {C, C}, Init::kNormal, proj_std, true, l);
+    add(p + "attn.proj.bias", {C}, Init::kZeros, 0, false, l);
+    add(p + "ln2.weight", {C}, Init::kOnes, 0, false, l);
+    add(p + "ln2.bias", {C}, Init::kZeros, 0, false, l);
+    add(p + "mlp.fc.weight", {F, C}, Init::kNormal, kInitStd, true, l);
+    add(p + "mlp.fc.bias", {F}, Init::kZeros, 0, false, l);
+    add(p + "mlp.proj.weight", {C, F}, Init::kNormal, proj_std, true, l);
+    add(p + "mlp.proj.bias", {C}, Init::kZeros, 0, false, l);
+  }
+  add("final_norm.weight", {C}, Init::kOnes, 0, false, -1);
+  add("final_norm.bias", {C}, Init::kZeros, 0, false, -1);
+  if (!m.tie_embeddings) add("head.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
+}
+
+const ParamSpec& ParamTable::get(std::string_view name) const {
+  for (const auto& spec : specs_) {
+    if (spec.name == name) return spec;
+  }
+  fatal(__FILE__, __LINE__, "get(name)", "no parameter named " + std::string(name));
+}
+
+int64_t ParamTable::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& spec : specs_) n += spec.numel();
+  return n;
+}
+
+template <class T>
+void init_parameters(const ParamTable& table, uint64_t seed, T* params) {
+  for (const auto& spec : table.specs()) {
+    T* p = params + spec.offset;
+    const int64_t n = spec.numel();
+    const uint64_t stream = rng::key(seed, rng::hash_name(spec.name));
+    for (int64_t i = 0; i < n; ++i) {
+      switch (spec.init) {
+        case Init::kNormal: p[i] = T(spec.init_std * rng::normal(stream, static_cast<uint64_t>(i))); break;
+        case Init::kOnes: p[i] = T(1); break;
+        case Init::kZeros: p[i] = T(0); break;
+      }
+    }
+  }
+}
+
+template void init_parameters<float>(const ParamTable&, uint64_t, float*);
+template void init_parameters<double>(const ParamTable&, uint64_t, double*);
+
+}  // namespace kl

@@ -1,0 +1,52 @@
+// The parameter table: every tensor of the model described once (global name, shape, init, weight
+// decay) and placed in one flat buffer. Allocation, initialisation, the optimizer, and later the
+// gradient buckets and checkpoint datasets all read this table; nothing indexes tensors by number.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "src/config/config.h"
+
+namespace kl {
+
+enum class Init { kNormal, kOnes, kZeros };
+
+struct ParamSpec {
+  std::string name;  // global and layout-independent: "layers/000123/attn.qkv.weight"
+  std::vector<int64_t> shape;
+  Init init = Init::kZeros;
+  double init_std = 0.0;  // for kNormal
+  bool decay = false;     // AdamW weight decay applies
+  int layer = -1;         // block index, -1 for embeddings, final norm and head
+  int64_t offset = 0;     // first element in the flat buffer
+
+  int64_t numel() const;
+};
+
+class ParamTable {
+ public:
+  explicit ParamTable(const ModelConfig& config);
+
+  const std::vector<ParamSpec>& specs() const { return specs_; }
+  const ParamSpec& get(std::string_view name) const;  // KL_CHECKs that it exists
+  int64_t buffer_size() const { return buffer_size_; }  // elements, with alignment padding
+  int64_t parameter_count() const;                      // N, the model's parameters
+
+  static std::string layer_prefix(int layer);  // "layers/000123/"
+
+ private:
+  void add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay, int layer);
+
+  std::vector<ParamSpec> specs_;
+  int64_t buffer_size_ = 0;
+};
+
+// Fills `params` (buffer_size elements) from the table: normal(0, std) keyed by (seed, name) and
+// element index, so a tensor's initial value never depends on which rank or stage holds it.
+template <class T>
+void init_parameters(const ParamTable& table, uint64_t seed, T* params);
+
+}  // namespace kl

@@ -1,0 +1,240 @@
+#include "src/config/config.h"
+
+#include <boost/program_options.hpp>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "src/util/error.h"
+
+namespace kl {
+namespace {
+
+namespace po = boost::program_options;
+
+template <class V>
+std::string to_text(const V& value) {
+  if constexpr (std::is_same_v<V, bool>) {
+    return value ? "true" : "false";
+  } else if constexpr (std::is_same_v<V, std::string>) {
+    return value;
+  } else if constexpr (std::is_floating_point_v<V>) {
+    char buffer[64];
+    auto result = std::to_chars(buffer, buffer + sizeof buffer, value);  // shortest round-trip form
+    return std::string(buffer, result.ptr);
+  } else {
+    return std::to_string(value);
+  }
+}
+
+// A rule on one value: returns "" when the value is fine, else what is wrong with it.
+template <class V>
+using Rule = std::function<std::string(const V&)>;
+
+template <class V>
+Rule<V> at_least(V low) {
+  return [low](const V& v) { return v >= low ? "" : "must be at least " + to_text(low); };
+}
+template <class V>
+Rule<V> between(V low, V high) {
+  return [low, high](const V& v) {
+    return (v >= low && v <= high) ? "" : "must be in [" + to_text(low) + ", " + to_text(high) + "]";
+  };
+}
+Rule<double> below_one() {
+  return [](const double& v) { return (v >= 0.0 && v < 1.0) ? "" : "must be in [0, 1)"; };
+}
+Rule<std::string> one_of(std::vector<std::string> allowed) {
+  return [allowed](const std::string& v) {
+    std::string list;
+    for (const auto& a : allowed) {
+      if (v == a) return std::string();
+      list += (list.empty() ? "" : "|") + a;
+    }
+    return "must be one of " + list;
+  };
+}
+
+// The one option table: every key, its default (the field's initial value), help and rule.
+class OptionTable {
+ public:
+  explicit OptionTable(Config& config) : description_("kilolayer options") { define(config); }
+
+  const po::options_description& description() const { return description_; }
+
+  void check_values() const {
+    for (const auto& entry : entries_) {
+      std::string problem = entry.check();
+      if (!problem.empty()) {
+        throw UserError("config: " + entry.name + " = " + entry.print() + ": " + problem);
+      }
+    }
+  }
+
+  std::string to_ini() const {
+    std::ostringstream out;
+    std::string section;
+    for (const auto& entry : entries_) {
+      const auto dot = entry.name.find('.');
+      const std::string this_section = entry.name.substr(0, dot);
+      if (this_section != section) {
+        out << (section.empty() ? "" : "\n") << "[" << this_section << "]\n";
+        section = this_section;
+      }
+      out << entry.name.substr(dot + 1) << " = " << entry.print() << "\n";
+    }
+    return out.str();
+  }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::function<std::string()> print;
+    std::function<std::string()> check;
+  };
+
+  template <class V>
+  void add(const char* name, V* field, const char* help, Rule<V> rule = {}) {
+    auto* semantic = po::value<V>(field)->default_value(*field, to_text(*field));
+    description_.add_options()(name, semantic, help);
+    entries_.push_back({name, [field] { return to_text(*field); },
+                        [field, rule] { return rule ? rule(*field) : std::string(); }});
+  }
+
+  void define(Config& c) {
+    auto& m = c.model;
+    add("model.layers", &m.layers, "number of Transformer blocks", at_least(1));
+    add("model.d_model", &m.d_model, "width of the residual stream", at_least(1));
+    add("model.heads", &m.heads, "attention heads (must divide d_model)", at_least(1));
+    add("model.d_ff", &m.d_ff, "MLP hidden width (0: 4 x d_model)", at_least(0));
+    add("model.seq_len", &m.seq_len, "context length in tokens", at_least(1));
+    add("model.vocab", &m.vocab, "vocabulary size (tokens are uint16)", between(1, 65536));
+    add("model.residual", &m.residual, "residual stream variant: prenorm", one_of({"prenorm"}));
+    add("model.dropout", &m.dropout, "dropout on embeddings and each branch output", below_one());
+    add("model.tie_embeddings", &m.tie_embeddings, "LM head shares the token embedding");
+
+    auto& t = c.train;
+    add("train.steps", &t.steps, "optimizer steps", at_least<int64_t>(1));
+    add("train.global_batch", &t.global_batch, "sequences per optimizer step", at_least(1));
+    add("train.micro_batch", &t.micro_batch, "sequences per forward/backward", at_least(1));
+    add("train.lr", &t.lr, "peak learning rate", between(0.0, 10.0));
+    add("train.min_lr", &t.min_lr, "learning rate at the end of the cosine decay", between(0.0, 10.0));
+    add("train.warmup", &t.warmup, "steps of linear warmup", at_least<int64_t>(0));
+    add("train.weight_decay", &t.weight_decay, "AdamW decoupled weight decay", between(0.0, 10.0));
+    add("train.beta1", &t.beta1, "AdamW beta1", below_one());
+    add("train.beta2", &t.beta2, "AdamW beta2", below_one());
+    add("train.eps", &t.eps, "AdamW epsilon", between(0.0, 1.0));
+    add("train.clip", &t.clip, "global gradient-norm limit (0: no clipping)", at_least(0.0));
+    add("train.seed", &t.seed, "seed of initialisation, data order and dropout", at_least<int64_t>(0));
+    add("train.eval_every", &t.eval_every, "steps between validations (0: only at the end)",
+        at_least<int64_t>(0));
+    add("train.eval_batches", &t.eval_batches, "validation batches of global_batch sequences",
+        at_least(1));
+
+    add("data.train", &c.data.train, "training token shards (comma-separated; globs allowed)");
+    add("data.val", &c.data.val, "validation token shards (comma-separated; globs allowed)");
+
+    add("parallel.dp", &c.parallel.dp, "data-parallel ranks", at_least(1));
+    add("parallel.pp", &c.parallel.pp, "pipeline stages", at_least(1));
+    add("parallel.recompute", &c.parallel.recompute,
+        "activation recomputation: none | block (keep only each block's input)",
+        one_of({"none", "block"}));
+
+    add("run.dir", &c.run.dir, "run directory (metrics.jsonl, config.ini)");
+    add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
+        at_least<int64_t>(1));
+    add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
+    add("run.device", &c.run.device, "cpu (cuda arrives with the CUDA backend)", one_of({"cpu"}));
+    add("run.precision", &c.run.precision, "fp32", one_of({"fp32"}));
+  }
+
+  po::options_description description_;
+  std::vector<Entry> entries_;
+};
+
+void check_consistency(const Config& c) {
+  auto fail = [](const std::string& message) { throw UserError("config: " + message); };
+  if (c.model.d_model % c.model.heads != 0) {
+    fail("model.heads = " + to_text(c.model.heads) + " does not divide model.d_model = " +
+         to_text(c.model.d_model));
+  }
+  if (c.train.global_batch % c.train.micro_batch != 0) {
+    fail("train.global_batch = " + to_text(c.train.global_batch) +
+         " is not a multiple of train.micro_batch = " + to_text(c.train.micro_batch));
+  }
+  if (c.train.min_lr > c.train.lr) {
+    fail("train.min_lr = " + to_text(c.train.min_lr) + " exceeds train.lr = " + to_text(c.train.lr));
+  }
+  if (c.model.layers < c.parallel.pp) {
+    fail("model.layers = " + to_text(c.model.layers) + " is smaller than parallel.pp = " +
+         to_text(c.parallel.pp));
+  }
+  const int64_t tokens_per_micro = int64_t{c.train.micro_batch} * c.model.seq_len;
+  if (tokens_per_micro * std::max(c.model.vocab, c.model.ff_width()) > (int64_t{1} << 40)) {
+    fail("train.micro_batch x model.seq_len is too large for one forward pass");
+  }
+}
+
+}  // namespace
+
+Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
+  Config config;
+  OptionTable table(config);
+  po::variables_map values;
+  try {
+    // Overrides first: program_options keeps the first value stored for a key.
+    po::store(po::command_line_parser(overrides).options(table.description()).run(), values);
+  } catch (const po::error& e) {
+    throw UserError(std::string("command line: ") + e.what());
+  }
+  if (!file.empty()) {
+    std::ifstream in(file);
+    if (!in) throw UserError("config: cannot open " + file);
+    try {
+      po::store(po::parse_config_file(in, table.description(), /*allow_unregistered=*/false), values);
+    } catch (const po::error& e) {
+      throw UserError("config " + file + ": " + e.what());
+    }
+  }
+  try {
+    po::notify(values);
+  } catch (const po::error& e) {
+    throw UserError(std::string("config: ") + e.what());
+  }
+  table.check_values();
+  check_consistency(config);
+  return config;
+}
+
+void check_layout(const Config& c, int world_size) {
+  const int ranks = c.parallel.dp * c.parallel.pp;
+  if (ranks != world_size) {
+    throw UserError("config: parallel.dp x parallel.pp = " + to_text(ranks) +
+                    " but the job has " + to_text(world_size) + " rank(s)");
+  }
+  if (c.train.global_batch % (c.parallel.dp * c.train.micro_batch) != 0) {
+    throw UserError("config: train.global_batch = " + to_text(c.train.global_batch) +
+                    " is not divisible by parallel.dp x train.micro_batch = " +
+                    to_text(c.parallel.dp * c.train.micro_batch));
+  }
+  if (c.parallel.dp > 1 || c.parallel.pp > 1) {
+    throw UserError("config: parallel.dp/parallel.pp > 1 are not supported yet (single process only)");
+  }
+}
+
+std::string Config::to_ini() const {
+  Config copy = *this;
+  return OptionTable(copy).to_ini();
+}
+
+std::string options_help() {
+  Config config;
+  std::ostringstream out;
+  out << OptionTable(config).description();
+  return out.str();
+}
+
+}  // namespace kl

@@ -1,0 +1,84 @@
+// The run configuration: one option table (src/config/config.cpp) read from an INI file plus
+// `--section.key=value` overrides, validated before any work starts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kl {
+
+struct ModelConfig {
+  int layers = 12;
+  int d_model = 128;
+  int heads = 4;
+  int d_ff = 0;  // 0 means 4 * d_model
+  int seq_len = 128;
+  int vocab = 256;
+  std::string residual = "prenorm";
+  double dropout = 0.1;
+  bool tie_embeddings = true;
+
+  int ff_width() const { return d_ff > 0 ? d_ff : 4 * d_model; }
+  int head_dim() const { return d_model / heads; }
+};
+
+struct TrainConfig {
+  int64_t steps = 100;
+  int global_batch = 8;  // sequences per optimizer step
+  int micro_batch = 8;   // sequences per forward/backward
+  double lr = 1e-3;
+  double min_lr = 1e-4;
+  int64_t warmup = 10;
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double clip = 1.0;  // global gradient-norm limit; 0 turns clipping off
+  int64_t seed = 1234;
+  int64_t eval_every = 50;  // 0: only at the end
+  int eval_batches = 4;     // validation batches of global_batch sequences
+};
+
+struct DataConfig {
+  std::string train;  // token shard files (comma-separated, globs allowed)
+  std::string val;
+};
+
+struct ParallelConfig {
+  int dp = 1;
+  int pp = 1;
+  std::string recompute = "none";  // none | block
+};
+
+struct RunConfig {
+  std::string dir = "runs/default";
+  int64_t log_every = 1;
+  int threads = 0;  // 0: every core
+  std::string device = "cpu";
+  std::string precision = "fp32";
+};
+
+struct Config {
+  ModelConfig model;
+  TrainConfig train;
+  DataConfig data;
+  ParallelConfig parallel;
+  RunConfig run;
+
+  // Every option with its effective value, as an INI file that load_config reads back.
+  std::string to_ini() const;
+};
+
+// Reads `file` (empty: defaults only), then applies `overrides` ("--section.key=value" or
+// "--section.key value"), which win over the file. Throws UserError naming the key on an unknown
+// key, a malformed value or a value out of range; cross-key consistency is checked too.
+Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+
+// Checks that need the job's shape (world size): dp * pp must equal it.
+void check_layout(const Config& config, int world_size);
+
+// The --help text: every option, its default and what it means.
+std::string options_help();
+
+}  // namespace kl

@@ -1,0 +1,59 @@
+// Dropout with a counter-based mask. Element (position, channel) = index e of row b keeps its value
+// when 16 bits drawn from hash(seed, step, global sample, site) at counter e are >= p * 65536.
+// One 64-bit hash feeds four elements. Nothing depends on threads, ranks or micro-batching, and the
+// backward pass regenerates the mask instead of storing it.
+#include <cmath>
+
+#include "src/kernels/cpu/ops.h"
+#include "src/util/rng.h"
+
+namespace kl::cpu {
+namespace {
+
+template <class T>
+void apply_mask(T* out, const T* inp, int B, int64_t row, double p, const DropoutKey& key) {
+  if (p <= 0.0) {
+    if (out != inp) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < int64_t{B} * row; ++i) out[i] = inp[i];
+    }
+    return;
+  }
+  const auto threshold = static_cast<uint32_t>(std::lround(p * 65536.0));
+  const T keep_scale = T(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; ++b) {
+    const uint64_t stream = rng::key(key.seed, static_cast<uint64_t>(key.step),
+                                     static_cast<uint64_t>(key.first_sample + b), key.site);
+    const T* x = inp + int64_t{b} * row;
+    T* y = out + int64_t{b} * row;
+    for (int64_t e = 0; e < row; e += 4) {
+      uint64_t bits = rng::bits(stream, static_cast<uint64_t>(e / 4));
+      for (int64_t k = e; k < e + 4 && k < row; ++k, bits >>= 16) {
+        y[k] = (static_cast<uint32_t>(bits & 0xFFFF) >= threshold) ? x[k] * keep_scale : T(0);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void dropout_forward(T* out, const T* inp, int B, int64_t row, double p, const DropoutKey& key) {
+  apply_mask(out, inp, B, row, p, key);
+}
+
+// The mask is linear and diagonal, so its backward is the same masking of the incoming gradient.
+template <class T>
+void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, const DropoutKey& key) {
+  apply_mask(dinp, dout, B, row, p, key);
+}
+
+#define KL_INSTANTIATE(T)                                                                   \
+  template void dropout_forward<T>(T*, const T*, int, int64_t, double, const DropoutKey&); \
+  template void dropout_backward<T>(T*, const T*, int, int64_t, double, const DropoutKey&);
+KL_INSTANTIATE(float)
+KL_INSTANTIATE(double)
+#undef KL_INSTANTIATE
+
+}  // namespace kl::cpu

@@ -1,0 +1,96 @@
+// CPU kernels. Each op's forward and backward live side by side in one file of this folder.
+// All are templated on the scalar type: float for training, double for the finite-difference tests.
+//
+// Shapes use the usual names: B batch rows, T positions, C model width, NH heads, V vocabulary,
+// N = B x T token rows. Matrices are row-major; Linear weights are stored [out, in] like PyTorch.
+//
+// Gradient rule (see models/block.cpp): backward functions ASSIGN (=) gradients of activations and
+// ACCUMULATE (+=) gradients of parameters, except layernorm_backward, which accumulates into dinp
+// because a layernorm input is the residual stream, which collects gradient from two paths.
+#pragma once
+
+#include <cstdint>
+
+namespace kl::cpu {
+
+// C[m,n] = alpha * op(A) op(B) + beta * C, row-major, through OpenBLAS.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
+          int ldb, T beta, T* c, int ldc);
+
+// out[N,O] = inp[N,I] W[O,I]^T + bias[O]   (bias may be null)
+template <class T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O);
+// dinp = dout W;  dweight += dout^T inp;  dbias += colsum(dout)   (dinp/dbias may be null)
+template <class T>
+void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     int N, int I, int O);
+
+// out = (inp - mean) * rstd * weight + bias, per row of C; saves mean and rstd [N].
+template <class T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+                       int N, int C);
+// dinp += ..., dweight += ..., dbias += ...
+template <class T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                        const T* weight, const T* mean, const T* rstd, int N, int C);
+
+// Causal multi-head self-attention over a fused qkv [B,T,3C] (q | k | v, each C = NH x head size).
+// probs [B,NH,T,T] keeps the softmax for the backward pass; out is [B,T,C] (heads concatenated).
+template <class T>
+void attention_forward(T* out, T* probs, const T* qkv, int B, int T_, int C, int NH);
+// dqkv = ...; dprobs is scratch of the size of probs.
+template <class T>
+void attention_backward(T* dqkv, T* dprobs, const T* dout, const T* qkv, const T* probs, int B,
+                        int T_, int C, int NH);
+
+// GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)).
+template <class T>
+void gelu_forward(T* out, const T* inp, int64_t n);
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n);
+
+// Dropout whose mask is a pure function of (seed, step, global sample, site, position, channel).
+struct DropoutKey {
+  uint64_t seed = 0;
+  int64_t step = 0;
+  int64_t first_sample = 0;  // global index of row 0 of this batch
+  uint32_t site = 0;         // which dropout in the network
+};
+// out = inp * keep / (1 - p) over [B, T*C] (out may alias inp); p == 0 copies.
+template <class T>
+void dropout_forward(T* out, const T* inp, int B, int64_t row, double p, const DropoutKey& key);
+// dinp = dout * keep / (1 - p) (may alias).
+template <class T>
+void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, const DropoutKey& key);
+
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
+template <class T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_,
+                       int C);
+// dwte += scatter(dout), dwpe += sum over batch
+template <class T>
+void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_,
+                        int C);
+
+// Fused softmax + cross-entropy over logits [N,V]: losses[n] = -log softmax(logits[n])[target[n]];
+// probs [N,V] is kept for the backward pass (it may alias logits).
+template <class T>
+void softmax_xent_forward(T* losses, T* probs, const T* logits, const int32_t* targets, int N, int V);
+// dlogits = (probs - onehot(target)) * dloss  (may alias probs)
+template <class T>
+void softmax_xent_backward(T* dlogits, const T* probs, const int32_t* targets, T dloss, int N, int V);
+
+// One AdamW step (decoupled weight decay, PyTorch's formulation) on n values; `step` counts from 1.
+template <class T>
+void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int64_t step);
+
+// Sum of squares in double, deterministic for a fixed thread count.
+template <class T>
+double sum_squares(const T* x, int64_t n);
+// x *= factor
+template <class T>
+void scale(T* x, int64_t n, T factor);
+
+}  // namespace kl::cpu

@@ -1,0 +1,118 @@
+// kilolayer: the command-line entry point.
+//
+//   kilolayer train --config FILE [--section.key=value ...]
+//   kilolayer data  --out DIR [--val-every K] [--block BYTES] TEXT_FILE...
+//   kilolayer --help
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "src/config/config.h"
+#include "src/data/text_shards.h"
+#include "src/train/trainer.h"
+#include "src/util/error.h"
+
+namespace {
+
+const char* kUsage =
+    "usage:\n"
+    "  kilolayer train --config FILE [--section.key=value ...]   train (world size = dp x pp)\n"
+    "  kilolayer data --out DIR [--val-every K] [--block BYTES] TEXT_FILE...\n"
+    "                                                           byte-level train/val token shards\n"
+    "  kilolayer --help                                         this text and every option\n";
+
+// Splits "--config FILE" / "--config=FILE" out of args; the rest are option overrides.
+std::string take_flag(std::vector<std::string>& args, const std::string& flag) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == flag) {
+      if (i + 1 >= args.size()) throw kl::UserError("command line: " + flag + " needs a value");
+      std::string value = args[i + 1];
+      args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(i) + 2);
+      return value;
+    }
+    if (args[i].rfind(flag + "=", 0) == 0) {
+      std::string value = args[i].substr(flag.size() + 1);
+      args.erase(args.begin() + static_cast<long>(i));
+      return value;
+    }
+  }
+  return "";
+}
+
+int run_train(std::vector<std::string> args) {
+  const std::string config_file = take_flag(args, "--config");
+  if (config_file.empty()) throw kl::UserError("train: --config FILE is required");
+  const kl::Config config = kl::load_config(config_file, args);
+  int world_size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  kl::check_layout(config, world_size);
+  const kl::TrainSummary summary = kl::train(config, std::cout);
+  std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
+              summary.final_val_loss, summary.unigram_entropy);
+  return 0;
+}
+
+int run_data(std::vector<std::string> args) {
+  const std::string out = take_flag(args, "--out");
+  if (out.empty()) throw kl::UserError("data: --out DIR is required");
+  const std::string val_every = take_flag(args, "--val-every");
+  const std::string block = take_flag(args, "--block");
+  for (const auto& a : args) {
+    if (a.rfind("--", 0) == 0) throw kl::UserError("data: unknown option " + a);
+  }
+  auto to_int = [](const std::string& text, const char* name, int fallback) {
+    if (text.empty()) return fallback;
+    try {
+      size_t used = 0;
+      const int value = std::stoi(text, &used);
+      if (used == text.size()) return value;
+    } catch (const std::exception&) {
+    }
+    throw kl::UserError(std::string("data: ") + name + " must be an integer, got '" + text + "'");
+  };
+  const auto summary = kl::make_text_shards(args, out, to_int(val_every, "--val-every", 10),
+                                            to_int(block, "--block", 2048));
+  std::printf("wrote %s/train.bin (%lld tokens) and %s/val.bin (%lld tokens)\n", out.c_str(),
+              static_cast<long long>(summary.train_tokens), out.c_str(),
+              static_cast<long long>(summary.val_tokens));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage << "\n" << kl::options_help();
+    return args.empty() ? kl::kExitUserError : 0;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  int status = 0;
+  try {
+    if (command == "train") {
+      status = run_train(args);
+    } else if (command == "data") {
+      status = run_data(args);
+    } else {
+      throw kl::UserError("unknown command '" + command + "'\n" + kUsage);
+    }
+  } catch (const kl::UserError& e) {
+    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
+    status = kl::kExitUserError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kilolayer: internal error on rank %d: %s\n", rank, e.what());
+    status = kl::kExitInternalError;
+  }
+  MPI_Finalize();
+  return status;
+}

@@ -1,0 +1,51 @@
+#include "src/train/metrics.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "src/util/error.h"
+
+namespace kl {
+
+MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_) throw UserError("cannot create " + path + ": " + std::strerror(errno));
+}
+
+MetricsWriter::~MetricsWriter() {
+  if (file_) std::fclose(file_);
+}
+
+void MetricsWriter::write(const StepMetrics& m) {
+  // %.9g round-trips fp32 values; JSON has no NaN, so non-finite numbers are written as null.
+  auto number = [](double x) {
+    if (!std::isfinite(x)) return std::string("null");
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.9g", x);
+    return std::string(buffer);
+  };
+  std::string line = "{\"step\":" + std::to_string(m.step) + ",\"loss\":" + number(m.loss) +
+                     ",\"lr\":" + number(m.lr) + ",\"grad_norm\":" + number(m.grad_norm) +
+                     ",\"tokens_per_s\":" + number(m.tokens_per_s) +
+                     ",\"step_time_s\":" + number(m.step_time_s);
+  if (m.val_loss) line += ",\"val_loss\":" + number(*m.val_loss);
+  line += "}\n";
+  if (std::fputs(line.c_str(), file_) < 0 || std::fflush(file_) != 0) {
+    throw UserError("cannot write " + path_ + ": " + std::strerror(errno));
+  }
+}
+
+std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_s) {
+  char buffer[256];
+  const auto eta = static_cast<int64_t>(eta_s + 0.5);
+  int n = std::snprintf(buffer, sizeof buffer, "step %lld/%lld | loss %.4f",
+                        static_cast<long long>(m.step), static_cast<long long>(total_steps), m.loss);
+  if (m.val_loss) n += std::snprintf(buffer + n, sizeof buffer - n, " | val %.4f", *m.val_loss);
+  std::snprintf(buffer + n, sizeof buffer - n,
+                " | lr %.2e | norm %.3f | %.0f tok/s | ETA %lldm%02llds", m.lr, m.grad_norm,
+                m.tokens_per_s, static_cast<long long>(eta / 60), static_cast<long long>(eta % 60));
+  return buffer;
+}
+
+}  // namespace kl

@@ -1,0 +1,35 @@
+// The run directory's metrics file (one JSON object per logged step) and the progress line.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
+
+namespace kl {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based: the number of optimizer steps done
+  double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_time_s = 0;
+  std::optional<double> val_loss;
+};
+
+class MetricsWriter {
+ public:
+  // Creates (truncates) `path`. Throws UserError when it cannot.
+  explicit MetricsWriter(const std::string& path);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+
+  void write(const StepMetrics& m);  // one line, flushed
+
+ private:
+  std::FILE* file_ = nullptr;
+  std::string path_;
+};
+
+// "step 12/300 | loss 2.3456 | val 2.4012 | lr 1.00e-03 | norm 0.812 | 3512 tok/s | ETA 4m10s"
+std::string progress_line(const StepMetrics& m, int64_t total_steps, double eta_s);
+
+}  // namespace kl

@@ -1,0 +1,50 @@
+#include "src/train/optimizer.h"
+
+#include <cmath>
+
+#include "src/kernels/cpu/ops.h"
+
+namespace kl {
+
+double learning_rate(const TrainConfig& t, int64_t step) {
+  if (step < t.warmup) return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup);
+  const int64_t decay_steps = t.steps - t.warmup;
+  if (decay_steps <= 1) return t.lr;
+  const double progress =
+      static_cast<double>(step - t.warmup) / static_cast<double>(decay_steps - 1);  // 0 .. 1
+  const double cosine = 0.5 * (1.0 + std::cos(3.14159265358979323846 * std::min(progress, 1.0)));
+  return t.min_lr + (t.lr - t.min_lr) * cosine;
+}
+
+template <class T>
+double clip_grad_norm(std::span<T> grads, double clip) {
+  const double norm = std::sqrt(cpu::sum_squares(grads.data(), static_cast<int64_t>(grads.size())));
+  if (clip > 0.0 && norm > clip) {
+    cpu::scale(grads.data(), static_cast<int64_t>(grads.size()), T(clip / norm));
+  }
+  return norm;
+}
+
+template <class T>
+AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train)
+    : table_(table),
+      train_(train),
+      m_(static_cast<size_t>(table.buffer_size()), T(0)),
+      v_(static_cast<size_t>(table.buffer_size()), T(0)) {}
+
+template <class T>
+void AdamW<T>::update(std::span<T> params, std::span<const T> grads, double lr, int64_t step) {
+  for (const ParamSpec& spec : table_.specs()) {
+    const auto at = static_cast<size_t>(spec.offset);
+    cpu::adamw_update(params.data() + at, grads.data() + at, m_.data() + at, v_.data() + at,
+                      spec.numel(), lr, train_.beta1, train_.beta2, train_.eps,
+                      spec.decay ? train_.weight_decay : 0.0, step);
+  }
+}
+
+template double clip_grad_norm<float>(std::span<float>, double);
+template double clip_grad_norm<double>(std::span<double>, double);
+template class AdamW<float>;
+template class AdamW<double>;
+
+}  // namespace kl

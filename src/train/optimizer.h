@@ -1,0 +1,37 @@
+// AdamW over the parameter table, the learning-rate schedule, and global-norm clipping.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "models/params.h"
+#include "src/config/config.h"
+
+namespace kl {
+
+// Linear warmup from lr/warmup to lr over `warmup` steps, then cosine decay to min_lr at the last
+// step. `step` counts from 0.
+double learning_rate(const TrainConfig& train, int64_t step);
+
+// Scales `grads` so that their global L2 norm is at most `clip` (0: never). Returns the norm
+// before clipping.
+template <class T>
+double clip_grad_norm(std::span<T> grads, double clip);
+
+template <class T>
+class AdamW {
+ public:
+  AdamW(const ParamTable& table, const TrainConfig& train);
+
+  // One update with learning rate `lr`; `step` counts from 1 (bias correction). Tensors whose
+  // table entry says decay=false (biases, LayerNorm) get no weight decay.
+  void update(std::span<T> params, std::span<const T> grads, double lr, int64_t step);
+
+ private:
+  const ParamTable& table_;
+  TrainConfig train_;
+  std::vector<T> m_, v_;
+};
+
+}  // namespace kl

@@ -1,0 +1,32 @@
+// One error reporter for the whole project.
+//
+// Two kinds of failure, kept apart on purpose:
+//   - UserError: something the user handed us is wrong (a config key, a data file, a command-line
+//     argument). It is thrown, caught once in main(), printed as one line naming the culprit, and the
+//     process exits with status 2. Tests catch it and check the message.
+//   - KL_CHECK / kl::fatal: an internal invariant or a library call failed. It prints rank, file,
+//     line, the failed expression and a sentence, then ends the whole job (MPI_Abort when MPI is up).
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace kl {
+
+class UserError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void fatal(const char* file, int line, const char* expression, const std::string& message);
+
+// Exit codes the launch scripts can rely on.
+inline constexpr int kExitUserError = 2;
+inline constexpr int kExitInternalError = 3;
+
+}  // namespace kl
+
+#define KL_CHECK(condition, message)                                  \
+  do {                                                                \
+    if (!(condition)) ::kl::fatal(__FILE__, __LINE__, #condition, (message)); \
+  } while (0)

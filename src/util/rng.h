@@ -1,0 +1,50 @@
+// Counter-based random numbers: every draw is a pure function of its key, never of a stream's state.
+//
+// That is what makes runs reproducible across thread counts, ranks and micro-batch sizes: a dropout
+// mask element is hash(seed, step, global sample, site) at counter (position, channel), and a
+// parameter's initial value is hash(seed, parameter name) at counter (element index). Nobody has to
+// advance or save a generator state; the data position is one integer (the step).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+namespace kl::rng {
+
+// The splitmix64 finaliser: a bijection on 64 bits with full avalanche.
+constexpr uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Folds several words into one key; order matters.
+constexpr uint64_t key(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
+constexpr uint64_t key(uint64_t a, uint64_t b, uint64_t c) { return key(key(a, b), c); }
+constexpr uint64_t key(uint64_t a, uint64_t b, uint64_t c, uint64_t d) { return key(key(a, b, c), d); }
+
+// FNV-1a, to turn a parameter's global name into a stream id.
+constexpr uint64_t hash_name(std::string_view name) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (char ch : name) h = (h ^ static_cast<unsigned char>(ch)) * 0x100000001B3ull;
+  return h;
+}
+
+// Draw number `counter` of stream `stream_key`.
+constexpr uint64_t bits(uint64_t stream_key, uint64_t counter) { return mix64(stream_key + mix64(counter)); }
+
+// Uniform in (0, 1], 53 bits.
+inline double uniform(uint64_t stream_key, uint64_t counter) {
+  return (static_cast<double>(bits(stream_key, counter) >> 11) + 1.0) * 0x1.0p-53;
+}
+
+// Standard normal by Box-Muller over two independent draws.
+inline double normal(uint64_t stream_key, uint64_t counter) {
+  const double u1 = uniform(stream_key, 2 * counter);
+  const double u2 = uniform(stream_key, 2 * counter + 1);
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+}  // namespace kl::rng
