@@ -86,9 +86,13 @@ int run_data(std::vector<std::string> args) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+  if (args.empty()) {
+    std::fprintf(stderr, "%s", kUsage);
+    return kl::kExitUserError;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage << "\n" << kl::options_help();
-    return args.empty() ? kl::kExitUserError : 0;
+    return 0;
   }
   const std::string command = args[0];
   args.erase(args.begin());

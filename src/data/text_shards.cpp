@@ -27,6 +27,11 @@ TextShardSummary make_text_shards(const std::vector<std::string>& inputs, const 
       ++position;
     }
   }
+  if (val.empty()) {
+    throw UserError("data: " + std::to_string(position) + " bytes of text make no validation block of " +
+                    std::to_string(block) + " bytes at --val-every " + std::to_string(val_every) +
+                    "; give a smaller --block");
+  }
   std::error_code error;
   std::filesystem::create_directories(out_dir, error);
   if (error) throw UserError("data: cannot create " + out_dir + ": " + error.message());

@@ -19,8 +19,10 @@ double learning_rate(const TrainConfig& t, int64_t step) {
 template <class T>
 double clip_grad_norm(std::span<T> grads, double clip) {
   const double norm = std::sqrt(cpu::sum_squares(grads.data(), static_cast<int64_t>(grads.size())));
-  if (clip > 0.0 && norm > clip) {
-    cpu::scale(grads.data(), static_cast<int64_t>(grads.size()), T(clip / norm));
+  // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
+  const double factor = clip / (norm + 1e-6);
+  if (clip > 0.0 && factor < 1.0) {
+    cpu::scale(grads.data(), static_cast<int64_t>(grads.size()), T(factor));
   }
   return norm;
 }

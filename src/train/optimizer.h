@@ -14,8 +14,8 @@ namespace kl {
 // step. `step` counts from 0.
 double learning_rate(const TrainConfig& train, int64_t step);
 
-// Scales `grads` so that their global L2 norm is at most `clip` (0: never). Returns the norm
-// before clipping.
+// Scales `grads` so that their global L2 norm is at most `clip` (0: never), as PyTorch's
+// clip_grad_norm_ does. Returns the norm before clipping.
 template <class T>
 double clip_grad_norm(std::span<T> grads, double clip);
 

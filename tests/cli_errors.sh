@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The real binary on bad command lines, configs and data: each must exit non-zero (2) with one
+# message naming the culprit.
+set -u
+bin=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+
+# expect_error NAME PATTERN -- ARGS...: the command fails with exit 2 and stderr matches PATTERN.
+expect_error() {
+  local name=$1 pattern=$2
+  shift 3
+  local err status
+  err=$("$@" 2>&1 >/dev/null)
+  status=$?
+  if [ "$status" -eq 2 ] && grep -q -- "$pattern" <<<"$err"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL $name: exit $status, stderr: $err (wanted /$pattern/)"
+  fi
+}
+
+printf 'hello kilolayer, a small text to tokenise.\n%.0s' {1..50} >"$work/text.txt"
+"$bin" data --out "$work/data" --block 64 "$work/text.txt" >/dev/null || { echo "FAIL: data command"; exit 1; }
+cat >"$work/ok.ini" <<INI
+[model]
+layers = 2
+d_model = 16
+heads = 2
+seq_len = 8
+[train]
+steps = 2
+global_batch = 2
+micro_batch = 2
+[data]
+train = $work/data/train.bin
+val = $work/data/val.bin
+[run]
+dir = $work/run
+threads = 1
+INI
+printf '[model]\nlayerz = 3\n' >"$work/unknown.ini"
+printf '[model]\nlayers = three\n' >"$work/type.ini"
+printf '[model]\nd_model = 30\nheads = 4\n' >"$work/heads.ini"
+head -c 100 "$work/data/train.bin" >"$work/truncated.bin"
+printf 'not a shard at all, just some text that is long enough to hold a header ....%.0s' {1..20} >"$work/magic.bin"
+
+expect_error "no command" "usage" -- "$bin"
+expect_error "unknown command" "unknown command" -- "$bin" frobnicate
+expect_error "missing --config" "config" -- "$bin" train
+expect_error "missing config file" "cannot open" -- "$bin" train --config "$work/nope.ini"
+expect_error "unknown key in file" "model.layerz" -- "$bin" train --config "$work/unknown.ini"
+expect_error "unknown key on command line" "train.bogus" -- "$bin" train --config "$work/ok.ini" --train.bogus=1
+expect_error "wrong type" "model.layers" -- "$bin" train --config "$work/type.ini"
+expect_error "negative value" "train.steps" -- "$bin" train --config "$work/ok.ini" --train.steps=-3
+expect_error "heads do not divide" "model.heads" -- "$bin" train --config "$work/heads.ini"
+expect_error "layout vs world size" "parallel.dp" -- "$bin" train --config "$work/ok.ini" --parallel.dp=2
+expect_error "truncated shard" "truncated" -- "$bin" train --config "$work/ok.ini" --data.train="$work/truncated.bin"
+expect_error "bad magic" "magic" -- "$bin" train --config "$work/ok.ini" --data.val="$work/magic.bin"
+expect_error "token above vocab" "model.vocab" -- "$bin" train --config "$work/ok.ini" --model.vocab=50
+expect_error "no such shard" "no file matches" -- "$bin" train --config "$work/ok.ini" --data.train="$work/none*.bin"
+expect_error "data without --out" "--out" -- "$bin" data "$work/text.txt"
+expect_error "text too small for a validation block" "smaller --block" -- "$bin" data --out "$work/d2" "$work/text.txt"
+
+# And the good config trains.
+if "$bin" train --config "$work/ok.ini" >/dev/null 2>&1 && [ -s "$work/run/metrics.jsonl" ]; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  echo "FAIL: the valid config did not train"
+fi
+echo "cli_errors: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,199 @@
+// kilolayer against an independent PyTorch implementation (tools/torch_reference.py, float64):
+// logits, loss and every parameter gradient of one batch, then the losses and final weights of
+// ten AdamW steps with clipping and the learning-rate schedule. Run in double (to near machine
+// precision) and in float (the training path, at fp32 tolerances).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "models/gpt.h"
+#include "src/train/optimizer.h"
+
+namespace kl {
+namespace {
+
+struct Fixture {
+  std::map<std::string, std::vector<double>> tensors;
+
+  const std::vector<double>& at(const std::string& name) const {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw std::runtime_error("fixture has no tensor " + name);
+    return it->second;
+  }
+  double scalar(const std::string& name) const { return at(name).at(0); }
+  std::vector<int32_t> ints(const std::string& name) const {
+    const auto& v = at(name);
+    return std::vector<int32_t>(v.begin(), v.end());
+  }
+};
+
+const Fixture& fixture() {
+  static const Fixture loaded = [] {
+    const char* path = std::getenv("KL_TORCH_FIXTURE");
+    if (!path) throw std::runtime_error("KL_TORCH_FIXTURE is not set (ctest sets it)");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(std::string("cannot open fixture ") + path);
+    auto read = [&in](void* p, size_t n) {
+      if (!in.read(static_cast<char*>(p), static_cast<std::streamsize>(n))) {
+        throw std::runtime_error("fixture is truncated");
+      }
+    };
+    char magic[4];
+    read(magic, 4);
+    if (std::memcmp(magic, "KLFX", 4) != 0) throw std::runtime_error("not a fixture file");
+    uint32_t count = 0;
+    read(&count, 4);
+    Fixture f;
+    for (uint32_t i = 0; i < count; ++i) {
+      uint32_t length = 0, ndim = 0;
+      read(&length, 4);
+      std::string name(length, '\0');
+      read(name.data(), length);
+      read(&ndim, 4);
+      int64_t numel = 1;
+      for (uint32_t d = 0; d < ndim; ++d) {
+        int64_t dim = 0;
+        read(&dim, 8);
+        numel *= dim;
+      }
+      std::vector<double> data(static_cast<size_t>(numel));
+      read(data.data(), data.size() * 8);
+      f.tensors.emplace(std::move(name), std::move(data));
+    }
+    return f;
+  }();
+  return loaded;
+}
+
+ModelConfig fixture_model() {
+  const Fixture& f = fixture();
+  ModelConfig m;
+  m.layers = static_cast<int>(f.scalar("meta.layers"));
+  m.d_model = static_cast<int>(f.scalar("meta.d_model"));
+  m.heads = static_cast<int>(f.scalar("meta.heads"));
+  m.d_ff = static_cast<int>(f.scalar("meta.d_ff"));
+  m.seq_len = static_cast<int>(f.scalar("meta.seq_len"));
+  m.vocab = static_cast<int>(f.scalar("meta.vocab"));
+  m.dropout = 0.0;  // PyTorch's dropout RNG cannot be matched; dropout has its own tests
+  m.tie_embeddings = true;
+  return m;
+}
+
+TrainConfig fixture_training() {
+  const Fixture& f = fixture();
+  TrainConfig t;
+  t.steps = static_cast<int64_t>(f.scalar("train.steps"));
+  t.lr = f.scalar("train.lr");
+  t.min_lr = f.scalar("train.min_lr");
+  t.warmup = static_cast<int64_t>(f.scalar("train.warmup"));
+  t.weight_decay = f.scalar("train.weight_decay");
+  t.beta1 = f.scalar("train.beta1");
+  t.beta2 = f.scalar("train.beta2");
+  t.eps = f.scalar("train.eps");
+  t.clip = f.scalar("train.clip");
+  return t;
+}
+
+template <class T>
+void load_weights(GptModel<T>& model, const std::string& prefix) {
+  for (const ParamSpec& spec : model.table().specs()) {
+    const auto& values = fixture().at(prefix + spec.name);
+    ASSERT_EQ(static_cast<int64_t>(values.size()), spec.numel()) << spec.name;
+    for (int64_t i = 0; i < spec.numel(); ++i) {
+      model.params()[static_cast<size_t>(spec.offset + i)] = T(values[static_cast<size_t>(i)]);
+    }
+  }
+}
+
+// |got - ref| <= abs + rel |ref| for every element; reports the worst.
+template <class G>
+void expect_close(const std::string& what, const G* got, const std::vector<double>& ref, double abs,
+                  double rel) {
+  double worst = 0;
+  size_t worst_at = 0;
+  int failures = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double excess = std::abs(double(got[i]) - ref[i]) - (abs + rel * std::abs(ref[i]));
+    if (excess > 0) ++failures;
+    if (excess > worst || i == 0) {
+      worst = excess;
+      worst_at = i;
+    }
+  }
+  EXPECT_EQ(failures, 0) << what << ": " << failures << " of " << ref.size()
+                         << " elements out of tolerance; worst at " << worst_at << ": "
+                         << double(got[worst_at]) << " vs " << ref[worst_at];
+}
+
+template <class T>
+struct Tolerance;
+template <>
+struct Tolerance<double> {
+  static constexpr double abs = 1e-10, rel = 1e-8, loss = 1e-10;
+};
+template <>
+struct Tolerance<float> {
+  static constexpr double abs = 2e-5, rel = 2e-3, loss = 2e-5;
+};
+
+template <class T>
+class TorchReference : public ::testing::Test {};
+using Precisions = ::testing::Types<double, float>;
+TYPED_TEST_SUITE(TorchReference, Precisions);
+
+TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
+  using T = TypeParam;
+  const ModelConfig config = fixture_model();
+  const int B = static_cast<int>(fixture().scalar("meta.batch"));
+  GptModel<T> model(config, B, false);
+  load_weights(model, "param/");
+  const auto inputs = fixture().ints("inputs");
+  const auto targets = fixture().ints("targets");
+  model.zero_grads();
+  const double tokens = double(B) * config.seq_len;
+  const double loss = model.forward_backward(inputs.data(), targets.data(), B, {}, 1.0 / tokens);
+  // The logits are gone after the backward pass's in-place softmax, so run the forward again.
+  model.evaluate(inputs.data(), targets.data(), B);
+  expect_close("logits", model.logits().data(), fixture().at("logits"), Tolerance<T>::abs, Tolerance<T>::rel);
+  EXPECT_NEAR(loss, fixture().scalar("loss"), Tolerance<T>::loss);
+  for (const ParamSpec& spec : model.table().specs()) {
+    expect_close("grad of " + spec.name, model.grads().data() + spec.offset,
+                 fixture().at("grad/" + spec.name), Tolerance<T>::abs, Tolerance<T>::rel);
+  }
+}
+
+TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
+  using T = TypeParam;
+  const ModelConfig config = fixture_model();
+  const TrainConfig train = fixture_training();
+  const int B = static_cast<int>(fixture().scalar("meta.batch"));
+  GptModel<T> model(config, B, false);
+  load_weights(model, "param/");
+  AdamW<T> optimizer(model.table(), train);
+  const auto inputs = fixture().ints("steps.inputs");
+  const auto targets = fixture().ints("steps.targets");
+  const auto& ref_losses = fixture().at("steps.losses");
+  const int64_t per_step = int64_t{B} * config.seq_len;
+  for (int64_t step = 0; step < train.steps; ++step) {
+    model.zero_grads();
+    const double loss = model.forward_backward(inputs.data() + step * per_step,
+                                               targets.data() + step * per_step, B, {}, 1.0 / per_step);
+    clip_grad_norm(model.grads(), train.clip);
+    optimizer.update(model.params(), model.grads(), learning_rate(train, step), step + 1);
+    EXPECT_NEAR(loss, ref_losses[static_cast<size_t>(step)], 10 * Tolerance<T>::loss) << "step " << step + 1;
+  }
+  EXPECT_LT(ref_losses.back(), ref_losses.front() - 0.1) << "the reference run should learn";
+  for (const ParamSpec& spec : model.table().specs()) {
+    expect_close("final " + spec.name, model.params().data() + spec.offset,
+                 fixture().at("final/" + spec.name), 10 * Tolerance<T>::abs, 10 * Tolerance<T>::rel);
+  }
+}
+
+}  // namespace
+}  // namespace kl

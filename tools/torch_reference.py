@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""Writes the PyTorch reference fixture for tests/test_torch_reference.cpp.
+
+An independent implementation of kilolayer's model in plain PyTorch (float64): GPT-2-style,
+pre-norm, causal multi-head attention, exact-erf GELU, tied LM head. It records the weights, one
+batch's logits, loss and every gradient, then ten steps of AdamW (PyTorch's own, weight decay on
+matrices only) with global-norm clipping and the warmup + cosine schedule, and their losses.
+
+File format (little-endian): b"KLFX", uint32 count, then per tensor: uint32 name length, name bytes,
+uint32 ndim, int64 dims[ndim], float64 data.
+"""
+import argparse
+import math
+import os
+import struct
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+CONFIG = dict(layers=6, d_model=32, heads=4, d_ff=128, seq_len=16, vocab=64, batch=3)
+TRAIN = dict(steps=10, lr=3e-3, min_lr=3e-4, warmup=3, weight_decay=0.1, beta1=0.9, beta2=0.95,
+             eps=1e-8, clip=1.0)
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads, d_ff):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d, eps=1e-5)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d, eps=1e-5)
+        self.fc = nn.Linear(d, d_ff)
+        self.fc2 = nn.Linear(d_ff, d)
+
+    def attention(self, x):
+        B, T, C = x.shape
+        hs = C // self.heads
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, hs).transpose(1, 2) for t in (q, k, v))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        mask = torch.ones(T, T, dtype=torch.bool).tril()
+        scores = scores.masked_fill(~mask, float("-inf"))
+        out = scores.softmax(dim=-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(B, T, C))
+
+    def forward(self, x):
+        x = x + self.attention(self.ln1(x))
+        return x + self.fc2(F.gelu(self.fc(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.wte = nn.Embedding(c["vocab"], c["d_model"])
+        self.wpe = nn.Embedding(c["seq_len"], c["d_model"])
+        self.blocks = nn.ModuleList(Block(c["d_model"], c["heads"], c["d_ff"]) for _ in range(c["layers"]))
+        self.ln_f = nn.LayerNorm(c["d_model"], eps=1e-5)
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(T))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x) @ self.wte.weight.T  # tied head, no bias
+
+
+def kilolayer_names(model):
+    """PyTorch parameter -> kilolayer's global name."""
+    names = {model.wte.weight: "embed.token.weight", model.wpe.weight: "embed.position.weight",
+             model.ln_f.weight: "final_norm.weight", model.ln_f.bias: "final_norm.bias"}
+    parts = {"ln1": "ln1", "qkv": "attn.qkv", "proj": "attn.proj", "ln2": "ln2", "fc": "mlp.fc",
+             "fc2": "mlp.proj"}
+    for l, block in enumerate(model.blocks):
+        for attr, name in parts.items():
+            module = getattr(block, attr)
+            names[module.weight] = f"layers/{l:06d}/{name}.weight"
+            names[module.bias] = f"layers/{l:06d}/{name}.bias"
+    return names
+
+
+def learning_rate(step):
+    t = TRAIN
+    if step < t["warmup"]:
+        return t["lr"] * (step + 1) / t["warmup"]
+    progress = (step - t["warmup"]) / (t["steps"] - t["warmup"] - 1)
+    return t["min_lr"] + (t["lr"] - t["min_lr"]) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    torch.set_default_dtype(torch.float64)
+    c = CONFIG
+    model = GPT(c)
+    with torch.no_grad():  # non-trivial values everywhere, so that every gradient is exercised
+        for name, p in model.named_parameters():
+            p.normal_(0.0, 0.1)
+            if name.endswith("weight") and p.dim() == 1:  # LayerNorm gains around 1
+                p.add_(1.0)
+    names = kilolayer_names(model)
+    tensors = {}
+    for p, name in names.items():
+        tensors["param/" + name] = p.detach().clone()
+    for key, value in c.items():
+        tensors["meta." + key] = torch.tensor([float(value)])
+    for key, value in TRAIN.items():
+        tensors["train." + key] = torch.tensor([float(value)])
+
+    B, T, V = c["batch"], c["seq_len"], c["vocab"]
+    inputs = torch.randint(0, V, (B, T))
+    targets = torch.randint(0, V, (B, T))
+    logits = model(inputs)
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    loss.backward()
+    tensors["inputs"] = inputs.double()
+    tensors["targets"] = targets.double()
+    tensors["logits"] = logits.detach()
+    tensors["loss"] = loss.detach().reshape(1)
+    for p, name in names.items():
+        tensors["grad/" + name] = p.grad.detach().clone()
+
+    # Ten optimizer steps, each on its own batch.
+    model.zero_grad()
+    decay = [p for p in model.parameters() if p.dim() == 2]
+    no_decay = [p for p in model.parameters() if p.dim() != 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": TRAIN["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=TRAIN["lr"], betas=(TRAIN["beta1"], TRAIN["beta2"]), eps=TRAIN["eps"])
+    step_inputs = torch.randint(0, V, (TRAIN["steps"], B, T))
+    step_targets = (step_inputs * 3 + 1) % V  # learnable, so the losses move
+    losses = []
+    for step in range(TRAIN["steps"]):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step)
+        optimizer.zero_grad()
+        step_loss = F.cross_entropy(model(step_inputs[step]).reshape(-1, V), step_targets[step].reshape(-1))
+        step_loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["clip"])
+        optimizer.step()
+        losses.append(step_loss.item())
+    tensors["steps.inputs"] = step_inputs.double()
+    tensors["steps.targets"] = step_targets.double()
+    tensors["steps.losses"] = torch.tensor(losses)
+    for p, name in names.items():
+        tensors["final/" + name] = p.detach().clone()
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out + ".tmp", "wb") as f:
+        f.write(b"KLFX")
+        f.write(struct.pack("<I", len(tensors)))
+        for name, t in tensors.items():
+            data = t.detach().contiguous().double()
+            encoded = name.encode()
+            f.write(struct.pack("<I", len(encoded)))
+            f.write(encoded)
+            f.write(struct.pack("<I", data.dim()))
+            f.write(struct.pack(f"<{data.dim()}q", *data.shape))
+            f.write(data.numpy().astype("<f8").tobytes())
+    os.replace(args.out + ".tmp", args.out)
+    print(f"wrote {args.out}: {len(tensors)} tensors, loss {loss.item():.6f}, "
+          f"step losses {losses[0]:.4f} .. {losses[-1]:.4f}")
+
+
+if __name__ == "__main__":
+    main()
