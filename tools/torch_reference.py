@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Writes the PyTorch reference fixture for tests/test_torch_reference.cpp.
 
-An independent implementation of kilolayer's model in plain PyTorch (float64): GPT-2-style,
-pre-norm, causal multi-head attention, exact-erf GELU, tied LM head. It records the weights, one
+kilolayer's model written independently in PyTorch (tools/torch_gpt.py), run in float64, without
+dropout (PyTorch's dropout RNG cannot be matched). It records the weights, one
 batch's logits, loss and every gradient, then ten steps of AdamW (PyTorch's own, weight decay on
 matrices only) with global-norm clipping and the warmup + cosine schedule, and their losses.
 
@@ -15,55 +15,13 @@ import os
 import struct
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_gpt import GPT
 
 CONFIG = dict(layers=6, d_model=32, heads=4, d_ff=128, seq_len=16, vocab=64, batch=3)
 TRAIN = dict(steps=10, lr=3e-3, min_lr=3e-4, warmup=3, weight_decay=0.1, beta1=0.9, beta2=0.95,
              eps=1e-8, clip=1.0)
-
-
-class Block(nn.Module):
-    def __init__(self, d, heads, d_ff):
-        super().__init__()
-        self.heads = heads
-        self.ln1 = nn.LayerNorm(d, eps=1e-5)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.ln2 = nn.LayerNorm(d, eps=1e-5)
-        self.fc = nn.Linear(d, d_ff)
-        self.fc2 = nn.Linear(d_ff, d)
-
-    def attention(self, x):
-        B, T, C = x.shape
-        hs = C // self.heads
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.heads, hs).transpose(1, 2) for t in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-        mask = torch.ones(T, T, dtype=torch.bool).tril()
-        scores = scores.masked_fill(~mask, float("-inf"))
-        out = scores.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(B, T, C))
-
-    def forward(self, x):
-        x = x + self.attention(self.ln1(x))
-        return x + self.fc2(F.gelu(self.fc(self.ln2(x))))
-
-
-class GPT(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.wte = nn.Embedding(c["vocab"], c["d_model"])
-        self.wpe = nn.Embedding(c["seq_len"], c["d_model"])
-        self.blocks = nn.ModuleList(Block(c["d_model"], c["heads"], c["d_ff"]) for _ in range(c["layers"]))
-        self.ln_f = nn.LayerNorm(c["d_model"], eps=1e-5)
-
-    def forward(self, idx):
-        T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T))
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x) @ self.wte.weight.T  # tied head, no bias
 
 
 def kilolayer_names(model):
@@ -95,7 +53,7 @@ def main():
     torch.manual_seed(0)
     torch.set_default_dtype(torch.float64)
     c = CONFIG
-    model = GPT(c)
+    model = GPT(c["layers"], c["d_model"], c["heads"], c["d_ff"], c["seq_len"], c["vocab"])
     with torch.no_grad():  # non-trivial values everywhere, so that every gradient is exercised
         for name, p in model.named_parameters():
             p.normal_(0.0, 0.1)
@@ -125,11 +83,7 @@ def main():
 
     # Ten optimizer steps, each on its own batch.
     model.zero_grad()
-    decay = [p for p in model.parameters() if p.dim() == 2]
-    no_decay = [p for p in model.parameters() if p.dim() != 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": TRAIN["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=TRAIN["lr"], betas=(TRAIN["beta1"], TRAIN["beta2"]), eps=TRAIN["eps"])
+    optimizer = model.adamw(TRAIN["lr"], TRAIN["weight_decay"], (TRAIN["beta1"], TRAIN["beta2"]), TRAIN["eps"])
     step_inputs = torch.randint(0, V, (TRAIN["steps"], B, T))
     step_targets = (step_inputs * 3 + 1) % V  # learnable, so the losses move
     losses = []

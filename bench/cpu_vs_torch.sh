@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Training throughput of kilolayer beside the same model in PyTorch, same machine, same threads, in
+# one run: the two alternate, several repetitions, medians reported, and the ratio.
+#
+#   bench/cpu_vs_torch.sh [--layers 128] [--d_model 128] [--heads 2] [--seq_len 128] [--batch 8]
+#                         [--threads 2] [--steps 4] [--reps 3]
+# Model FLOPs per token: 6 N + 12 L d T (N parameters).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+layers=128 d_model=128 heads=2 seq_len=128 batch=8 threads=2 steps=4 reps=3 vocab=256
+while [ $# -gt 0 ]; do
+  key=${1#--}; val=$2; shift 2
+  case $key in
+    layers|d_model|heads|seq_len|batch|threads|steps|reps) printf -v "$key" '%s' "$val" ;;
+    *) echo "unknown option --$key" >&2; exit 2 ;;
+  esac
+done
+[ -x build/kilolayer ] || ./launch/build.sh >/dev/null
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+build/kilolayer data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
+cat >"$work/bench.ini" <<INI
+[model]
+layers = $layers
+d_model = $d_model
+heads = $heads
+seq_len = $seq_len
+vocab = $vocab
+dropout = 0.1
+[train]
+steps = $steps
+global_batch = $batch
+micro_batch = $batch
+eval_every = 0
+eval_batches = 1
+[data]
+train = $work/data/train.bin
+val = $work/data/val.bin
+[run]
+dir = $work/run
+threads = $threads
+INI
+
+median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+kl_rates=() torch_rates=()
+for rep in $(seq "$reps"); do
+  build/kilolayer train --config "$work/bench.ini" >/dev/null
+  # Median tokens/s over the steps after the first.
+  kl=$(tail -n +2 "$work/run/metrics.jsonl" | sed 's/.*"tokens_per_s":\([^,}]*\).*/\1/' | median)
+  out=$(/usr/bin/python3 bench/torch_train.py --layers "$layers" --d_model "$d_model" --heads "$heads" \
+        --seq_len "$seq_len" --batch "$batch" --vocab "$vocab" --steps "$steps" --threads "$threads")
+  pt=$(sed 's/.*"tokens_per_s": \([^,}]*\).*/\1/' <<<"$out")
+  params=$(sed 's/.*"parameters": \([^,}]*\).*/\1/' <<<"$out")
+  printf 'rep %d: kilolayer %.0f tok/s, pytorch %.0f tok/s\n' "$rep" "$kl" "$pt"
+  kl_rates+=("$kl") torch_rates+=("$pt")
+done
+kl=$(printf '%s\n' "${kl_rates[@]}" | median)
+pt=$(printf '%s\n' "${torch_rates[@]}" | median)
+awk -v kl="$kl" -v pt="$pt" -v n="$params" -v L="$layers" -v d="$d_model" -v T="$seq_len" \
+    -v B="$batch" -v th="$threads" 'BEGIN {
+  flops = 6 * n + 12 * L * d * T
+  printf "model: L=%d d=%d T=%d batch=%d, N=%d parameters, %.3g FLOPs/token, %d threads\n", L, d, T, B, n, flops, th
+  printf "kilolayer: %8.0f tok/s  %6.1f GFLOP/s  %.2f s/step\n", kl, kl * flops / 1e9, B * T / kl
+  printf "pytorch:   %8.0f tok/s  %6.1f GFLOP/s  %.2f s/step\n", pt, pt * flops / 1e9, B * T / pt
+  printf "ratio kilolayer/pytorch: %.2f\n", kl / pt
+}'

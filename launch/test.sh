@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test (CTest + GoogleTest). Extra arguments go to
+# ctest, e.g. ./launch/test.sh -R Config
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./launch/build.sh
+cd "${KL_BUILD_DIR:-build}"
+ctest --output-on-failure -j "$(nproc)" --timeout 600 "$@"
