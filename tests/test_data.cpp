@@ -1,6 +1,7 @@
 // Token shards: valid files round-trip, every kind of broken file is refused with a message naming
 // it, and sampling is a pure function of (seed, step, sample).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -16,7 +17,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path temp(const std::string& name) { return fs::temp_directory_path() / ("kl_data_" + name); }
+fs::path temp(const std::string& name) {
+  return fs::temp_directory_path() / ("kl_data_" + std::to_string(::getpid()) + "_" + name);
+}
 
 std::vector<uint16_t> ramp(int n, int vocab) {
   std::vector<uint16_t> t(n);

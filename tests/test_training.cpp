@@ -1,6 +1,7 @@
 // The training loop end to end through the library: reproducible, and micro-batching or block
 // recomputation do not change what is learned.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -17,7 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string make_data() {
-  const fs::path dir = fs::temp_directory_path() / "kl_training_data";
+  // Per process: ctest runs these tests in parallel processes.
+  const fs::path dir = fs::temp_directory_path() / ("kl_training_data_" + std::to_string(::getpid()));
   const fs::path text = dir / "text.txt";
   fs::create_directories(dir);
   std::ofstream out(text);
@@ -31,7 +33,8 @@ Config small_config(const std::string& name, std::vector<std::string> overrides 
   static const std::string data = make_data();
   overrides.push_back("--data.train=" + data + "/train.bin");
   overrides.push_back("--data.val=" + data + "/val.bin");
-  overrides.push_back("--run.dir=" + (fs::temp_directory_path() / ("kl_run_" + name)).string());
+  overrides.push_back("--run.dir=" +
+                      (fs::temp_directory_path() / ("kl_run_" + std::to_string(::getpid()) + "_" + name)).string());
   for (const char* o : {"--model.layers=4", "--model.d_model=16", "--model.heads=2", "--model.seq_len=16",
                         "--train.steps=6", "--train.global_batch=4", "--train.warmup=2", "--train.eval_every=3",
                         "--train.eval_batches=1", "--run.threads=2"}) {
