@@ -236,3 +236,34 @@ TEST(Reductions, SumSquaresIsDeterministicAndRight) {
 
 }  // namespace
 }  // namespace kl
+
+namespace kl {
+namespace {
+
+// The float GELU uses vectorisable approximations of erf and exp: bound their error against the
+// double (libm) version over the whole range that matters, including the saturated tails.
+TEST(Gelu, FloatApproximationMatchesDouble) {
+  const int n = 200001;
+  std::vector<float> xf(n), yf(n), gf(n), ones(n, 1.0f);
+  std::vector<double> xd(n), yd(n), gd(n), onesd(n, 1.0);
+  for (int i = 0; i < n; ++i) {
+    xd[i] = -12.0 + 24.0 * i / (n - 1);
+    xf[i] = static_cast<float>(xd[i]);
+    xd[i] = xf[i];  // both on the same float inputs
+  }
+  cpu::gelu_forward(yf.data(), xf.data(), n);
+  cpu::gelu_forward(yd.data(), xd.data(), n);
+  cpu::gelu_backward(gf.data(), xf.data(), ones.data(), n);
+  cpu::gelu_backward(gd.data(), xd.data(), onesd.data(), n);
+  double worst_value = 0, worst_slope = 0;
+  for (int i = 0; i < n; ++i) {
+    worst_value = std::max(worst_value, std::abs(yf[i] - yd[i]) / std::max(1.0, std::abs(yd[i])));
+    worst_slope = std::max(worst_slope, std::abs(gf[i] - gd[i]));
+  }
+  EXPECT_LT(worst_value, 1e-6);
+  EXPECT_LT(worst_slope, 1e-6);
+  EXPECT_TRUE(std::isfinite(yf[0]) && std::abs(yf[0]) < 1e-30) << yf[0];  // the far tail: tiny, finite
+}
+
+}  // namespace
+}  // namespace kl
