@@ -3,12 +3,12 @@
 # one run: the two alternate, several repetitions, medians reported, and the ratio.
 #
 #   bench/cpu_vs_torch.sh [--layers 128] [--d_model 128] [--heads 2] [--seq_len 128] [--batch 8]
-#                         [--threads 2] [--steps 4] [--reps 3]
+#                         [--threads 2] [--steps 8] [--reps 3]
 # Model FLOPs per token: 6 N + 12 L d T (N parameters). The peak is a large sgemm through the same
 # OpenBLAS and thread count, measured in each repetition too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-layers=128 d_model=128 heads=2 seq_len=128 batch=8 threads=2 steps=4 reps=3 vocab=256
+layers=128 d_model=128 heads=2 seq_len=128 batch=8 threads=2 steps=8 reps=3 vocab=256
 while [ $# -gt 0 ]; do
   key=${1#--}; val=$2; shift 2
   case $key in
