@@ -12,13 +12,16 @@ constexpr uint32_t kEmbeddingSite = 0;
 }
 
 template <class T>
-GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute)
+GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute,
+                      int64_t buffer_multiple)
     : config_(config), table_(config), micro_batch_(micro_batch), recompute_(recompute) {
-  params_.assign(static_cast<size_t>(table_.buffer_size()), T(0));
+  const int64_t padded = (table_.buffer_size() + buffer_multiple - 1) / buffer_multiple * buffer_multiple;
+  params_.assign(static_cast<size_t>(padded), T(0));
   grads_.assign(params_.size(), T(0));
   for (int l = 0; l < config_.layers; ++l) {
     layer_params_.push_back(block_tensors<const T*>(table_, params_.data(), l));
     layer_grads_.push_back(block_tensors<T*>(table_, grads_.data(), l));
+    layer_offsets_.push_back(table_.get(ParamTable::layer_prefix(l) + "ln1.weight").offset);
   }
   const BlockShape s = shape(micro_batch_);
   const int64_t NC = s.tokens() * s.C;
@@ -109,7 +112,8 @@ double GptModel<T>::forward(const int32_t* inputs, const int32_t* targets, int B
 
 template <class T>
 void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
-                           const BatchPosition& position, double loss_scale) {
+                           const BatchPosition& position, double loss_scale,
+                           const GradientsReady& ready) {
   const BlockShape s = shape(B);
   const int N = static_cast<int>(s.tokens());
   const int64_t NC = s.tokens() * s.C;
@@ -127,6 +131,7 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
   cpu::layernorm_backward(dres, grads_.data() + fn.offset, grads_.data() + fb.offset, scratch_.dnc,
                           x + config_.layers * NC, params_.data() + fn.offset, final_mean_.data(),
                           final_rstd_.data(), N, s.C);
+  if (ready) ready(fn.offset);  // the final norm and an untied head lie after the blocks
   for (int l = config_.layers - 1; l >= 0; --l) {
     if (recompute_) {
       block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
@@ -134,6 +139,7 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
     }
     block_backward(s, l, layer_params_[static_cast<size_t>(l)], layer_grads_[static_cast<size_t>(l)],
                    x + l * NC, activations(l), scratch_, dropout, dres);
+    if (ready) ready(layer_offsets_[static_cast<size_t>(l)]);
   }
   cpu::DropoutKey embed_key = dropout.key;
   embed_key.site = kEmbeddingSite;
@@ -141,13 +147,15 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
   cpu::embedding_backward(grads_.data() + table_.get("embed.token.weight").offset,
                           grads_.data() + table_.get("embed.position.weight").offset, dres, inputs,
                           B, s.T, s.C);
+  if (ready) ready(0);
 }
 
 template <class T>
 double GptModel<T>::forward_backward(const int32_t* inputs, const int32_t* targets, int B,
-                                     const BatchPosition& position, double loss_scale) {
+                                     const BatchPosition& position, double loss_scale,
+                                     const GradientsReady& ready) {
   const double loss = forward(inputs, targets, B, position, /*training=*/true);
-  backward(inputs, targets, B, position, loss_scale);
+  backward(inputs, targets, B, position, loss_scale, ready);
   return loss;
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -24,11 +25,17 @@ struct BatchPosition {
   int64_t first_sample = 0;
 };
 
+// Called during the backward pass with an offset into the gradient buffer: every gradient at or
+// after it is final for this micro-batch (the buffer is in forward order; backward finishes it from
+// the end). The data-parallel reducer starts its buckets from these calls.
+using GradientsReady = std::function<void(int64_t offset)>;
+
 template <class T>
 class GptModel {
  public:
-  // `micro_batch`: the most sequences one forward pass takes.
-  GptModel(const ModelConfig& config, int micro_batch, bool recompute);
+  // `micro_batch`: the most sequences one forward pass takes. The parameter and gradient buffers
+  // are padded with zeros to a multiple of `buffer_multiple` elements (ZeRO shards them evenly).
+  GptModel(const ModelConfig& config, int micro_batch, bool recompute, int64_t buffer_multiple = 1);
 
   const ModelConfig& config() const { return config_; }
   const ParamTable& table() const { return table_; }
@@ -44,7 +51,8 @@ class GptModel {
   // Parameter gradients accumulate, with dL/dlogit scaled by `loss_scale` per token (1 / tokens of
   // the whole optimizer step gives the gradient of the step's mean loss). Returns the mean loss.
   double forward_backward(const int32_t* inputs, const int32_t* targets, int B,
-                          const BatchPosition& position, double loss_scale);
+                          const BatchPosition& position, double loss_scale,
+                          const GradientsReady& ready = {});
 
   // Forward only, without dropout. Returns the mean loss.
   double evaluate(const int32_t* inputs, const int32_t* targets, int B);
@@ -56,7 +64,7 @@ class GptModel {
   double forward(const int32_t* inputs, const int32_t* targets, int B, const BatchPosition& position,
                  bool training);
   void backward(const int32_t* inputs, const int32_t* targets, int B, const BatchPosition& position,
-                double loss_scale);
+                double loss_scale, const GradientsReady& ready);
   BlockShape shape(int B) const;
   BlockDropout dropout_for(const BatchPosition& position, bool training) const;
   const BlockActivations<T>& activations(int layer) const;
@@ -70,6 +78,7 @@ class GptModel {
   std::vector<T> params_, grads_;
   std::vector<BlockTensors<const T*>> layer_params_;
   std::vector<BlockTensors<T*>> layer_grads_;
+  std::vector<int64_t> layer_offsets_;  // first element of each block's tensors
 
   // Activations: the residual stream at every block boundary, each block's saved tensors (one set
   // reused by every block under recompute), the final norm and the logits.

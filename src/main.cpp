@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "comm/mpi_comm.h"
 #include "src/config/config.h"
 #include "src/data/text_shards.h"
 #include "src/train/trainer.h"
@@ -50,9 +51,14 @@ int run_train(std::vector<std::string> args) {
   int world_size = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   kl::check_layout(config, world_size);
-  const kl::TrainSummary summary = kl::train(config, std::cout);
-  std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
-              summary.final_val_loss, summary.unigram_entropy);
+  const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config.parallel.dp, config.parallel.pp));
+  const bool leader = comms.world->rank() == 0;
+  std::ostream silent(nullptr);
+  const kl::TrainSummary summary = kl::train(config, *comms.dp, leader ? std::cout : silent);
+  if (leader) {
+    std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
+                summary.final_val_loss, summary.unigram_entropy);
+  }
   return 0;
 }
 
@@ -99,8 +105,9 @@ int main(int argc, char** argv) {
 
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  int rank = 0;
+  int rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   int status = 0;
   try {
     if (command == "train") {
@@ -111,11 +118,21 @@ int main(int argc, char** argv) {
       throw kl::UserError("unknown command '" + command + "'\n" + kUsage);
     }
   } catch (const kl::UserError& e) {
-    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
+    if (world_size == 1) {
+      std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
+    } else {
+      std::fprintf(stderr, "kilolayer: error on rank %d: %s\n", rank, e.what());
+    }
     status = kl::kExitUserError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kilolayer: internal error on rank %d: %s\n", rank, e.what());
     status = kl::kExitInternalError;
+  }
+  // With several ranks, one that fails alone would leave the others blocked in a collective: end
+  // the whole job.
+  if (status != 0 && world_size > 1) {
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, status);
   }
   MPI_Finalize();
   return status;

@@ -175,7 +175,7 @@ TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   GptModel<T> model(config, B, false);
   load_weights(model, "param/");
-  AdamW<T> optimizer(model.table(), train);
+  AdamW<T> optimizer(model.table(), train, 0, static_cast<int64_t>(model.params().size()));
   const auto inputs = fixture().ints("steps.inputs");
   const auto targets = fixture().ints("steps.targets");
   const auto& ref_losses = fixture().at("steps.losses");

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "comm/solo_comm.h"
 #include "src/config/config.h"
 #include "src/data/text_shards.h"
 #include "src/train/optimizer.h"
@@ -43,20 +44,25 @@ Config small_config(const std::string& name, std::vector<std::string> overrides 
   return load_config("", overrides);
 }
 
+TrainSummary train_solo(const Config& c, std::ostream& log) {
+  SoloComm solo;
+  return train(c, solo, log);
+}
+
 TEST(Training, IsBitwiseReproducible) {
   std::ostringstream log;
-  const auto a = train(small_config("repro_a", {"--train.micro_batch=2"}), log);
-  const auto b = train(small_config("repro_b", {"--train.micro_batch=2"}), log);
+  const auto a = train_solo(small_config("repro_a", {"--train.micro_batch=2"}), log);
+  const auto b = train_solo(small_config("repro_b", {"--train.micro_batch=2"}), log);
   EXPECT_EQ(a.losses, b.losses);
   EXPECT_EQ(a.final_val_loss, b.final_val_loss);
 }
 
 TEST(Training, MicroBatchingAndRecomputeMatchTheWholeBatch) {
   std::ostringstream log;
-  const auto whole = train(small_config("whole", {"--train.micro_batch=4"}), log);
-  const auto micro = train(small_config("micro", {"--train.micro_batch=1"}), log);
+  const auto whole = train_solo(small_config("whole", {"--train.micro_batch=4"}), log);
+  const auto micro = train_solo(small_config("micro", {"--train.micro_batch=1"}), log);
   const auto recompute =
-      train(small_config("recompute", {"--train.micro_batch=4", "--parallel.recompute=block"}), log);
+      train_solo(small_config("recompute", {"--train.micro_batch=4", "--parallel.recompute=block"}), log);
   ASSERT_EQ(whole.losses.size(), 6u);
   for (size_t i = 0; i < whole.losses.size(); ++i) {
     EXPECT_NEAR(micro.losses[i], whole.losses[i], 1e-5 * whole.losses[i]) << "step " << i + 1;
@@ -67,7 +73,7 @@ TEST(Training, MicroBatchingAndRecomputeMatchTheWholeBatch) {
 TEST(Training, WritesMetricsAndEffectiveConfig) {
   std::ostringstream log;
   const Config c = small_config("metrics", {"--train.micro_batch=4", "--run.log_every=2"});
-  train(c, log);
+  train_solo(c, log);
   std::ifstream metrics(fs::path(c.run.dir) / "metrics.jsonl");
   std::vector<std::string> lines;
   for (std::string line; std::getline(metrics, line);) lines.push_back(line);

@@ -142,6 +142,12 @@ class OptionTable {
     add("parallel.recompute", &c.parallel.recompute,
         "activation recomputation: none | block (keep only each block's input)",
         one_of({"none", "block"}));
+    add("parallel.bucket_mb", &c.parallel.bucket_mb, "gradient all-reduce bucket size in MiB",
+        between(0.001, 4096.0));
+    add("parallel.overlap", &c.parallel.overlap,
+        "start each bucket's all-reduce during the backward pass (false: all after it)");
+    add("parallel.zero", &c.parallel.zero, "1: ZeRO-1, optimizer state sharded over the dp group",
+        between(0, 1));
 
     add("run.dir", &c.run.dir, "run directory (metrics.jsonl, config.ini)");
     add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
@@ -149,6 +155,8 @@ class OptionTable {
     add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
     add("run.device", &c.run.device, "cpu (cuda arrives with the CUDA backend)", one_of({"cpu"}));
     add("run.precision", &c.run.precision, "fp32", one_of({"fp32"}));
+    add("run.save_final_params", &c.run.save_final_params,
+        "write <run.dir>/final_params.f32, the flat fp32 parameter buffer, at the end");
   }
 
   po::options_description description_;
@@ -220,8 +228,9 @@ void check_layout(const Config& c, int world_size) {
                     " is not divisible by parallel.dp x train.micro_batch = " +
                     to_text(c.parallel.dp * c.train.micro_batch));
   }
-  if (c.parallel.dp > 1 || c.parallel.pp > 1) {
-    throw UserError("config: parallel.dp/parallel.pp > 1 are not supported yet (single process only)");
+  if (c.parallel.pp > 1) {
+    throw UserError("config: parallel.pp = " + to_text(c.parallel.pp) +
+                    ": pipeline parallelism is not implemented yet (use parallel.pp = 1)");
   }
 }
 

@@ -49,6 +49,9 @@ struct ParallelConfig {
   int dp = 1;
   int pp = 1;
   std::string recompute = "none";  // none | block
+  double bucket_mb = 4.0;          // gradient all-reduce bucket size
+  bool overlap = true;             // start each bucket's reduction during the backward pass
+  int zero = 0;                    // 1: shard the optimizer state over the data-parallel group
 };
 
 struct RunConfig {
@@ -57,6 +60,7 @@ struct RunConfig {
   int threads = 0;  // 0: every core
   std::string device = "cpu";
   std::string precision = "fp32";
+  bool save_final_params = false;  // write <dir>/final_params.f32 (the flat fp32 buffer) at the end
 };
 
 struct Config {

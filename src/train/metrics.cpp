@@ -28,7 +28,9 @@ void MetricsWriter::write(const StepMetrics& m) {
   std::string line = "{\"step\":" + std::to_string(m.step) + ",\"loss\":" + number(m.loss) +
                      ",\"lr\":" + number(m.lr) + ",\"grad_norm\":" + number(m.grad_norm) +
                      ",\"tokens_per_s\":" + number(m.tokens_per_s) +
-                     ",\"step_time_s\":" + number(m.step_time_s);
+                     ",\"step_time_s\":" + number(m.step_time_s) +
+                     ",\"compute_s\":" + number(m.compute_s) + ",\"comm_wait_s\":" + number(m.comm_wait_s) +
+                     ",\"bytes_reduced\":" + std::to_string(m.bytes_reduced);
   if (m.val_loss) line += ",\"val_loss\":" + number(*m.val_loss);
   line += "}\n";
   if (std::fputs(line.c_str(), file_) < 0 || std::fflush(file_) != 0) {

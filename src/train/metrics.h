@@ -11,6 +11,9 @@ namespace kl {
 struct StepMetrics {
   int64_t step = 0;  // 1-based: the number of optimizer steps done
   double loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0, step_time_s = 0;
+  double compute_s = 0;      // step time not spent waiting on gradient communication
+  double comm_wait_s = 0;    // time blocked on gradient reductions (what overlap did not hide)
+  int64_t bytes_reduced = 0;  // gradient bytes this rank reduced (reduce-scattered + gathered)
   std::optional<double> val_loss;
 };
 

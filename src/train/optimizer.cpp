@@ -1,8 +1,10 @@
 #include "src/train/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "src/kernels/cpu/ops.h"
+#include "src/util/error.h"
 
 namespace kl {
 
@@ -28,19 +30,26 @@ double clip_grad_norm(std::span<T> grads, double clip) {
 }
 
 template <class T>
-AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train)
+AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end)
     : table_(table),
       train_(train),
-      m_(static_cast<size_t>(table.buffer_size()), T(0)),
-      v_(static_cast<size_t>(table.buffer_size()), T(0)) {}
+      begin_(begin),
+      end_(end),
+      m_(static_cast<size_t>(end - begin), T(0)),
+      v_(static_cast<size_t>(end - begin), T(0)) {}
 
 template <class T>
 void AdamW<T>::update(std::span<T> params, std::span<const T> grads, double lr, int64_t step) {
+  KL_CHECK(static_cast<int64_t>(params.size()) == end_ - begin_ && grads.size() == params.size(),
+           "AdamW: buffers do not match the optimizer's range");
   for (const ParamSpec& spec : table_.specs()) {
-    const auto at = static_cast<size_t>(spec.offset);
-    cpu::adamw_update(params.data() + at, grads.data() + at, m_.data() + at, v_.data() + at,
-                      spec.numel(), lr, train_.beta1, train_.beta2, train_.eps,
-                      spec.decay ? train_.weight_decay : 0.0, step);
+    // The part of this tensor inside [begin, end), relative to begin.
+    const int64_t lo = std::max(spec.offset, begin_), hi = std::min(spec.offset + spec.numel(), end_);
+    if (lo >= hi) continue;
+    const auto at = static_cast<size_t>(lo - begin_);
+    cpu::adamw_update(params.data() + at, grads.data() + at, m_.data() + at, v_.data() + at, hi - lo,
+                      lr, train_.beta1, train_.beta2, train_.eps, spec.decay ? train_.weight_decay : 0.0,
+                      step);
   }
 }
 

@@ -19,18 +19,22 @@ double learning_rate(const TrainConfig& train, int64_t step);
 template <class T>
 double clip_grad_norm(std::span<T> grads, double clip);
 
+// AdamW over the elements [begin, end) of the flat parameter buffer: all of it, or one rank's shard
+// under ZeRO-1 (the moments are allocated for that range only).
 template <class T>
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const TrainConfig& train);
+  AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end);
 
-  // One update with learning rate `lr`; `step` counts from 1 (bias correction). Tensors whose
-  // table entry says decay=false (biases, LayerNorm) get no weight decay.
+  // One update with learning rate `lr`; `step` counts from 1 (bias correction). `params` and
+  // `grads` hold the range [begin, end). Tensors whose table entry says decay=false (biases,
+  // LayerNorm) get no weight decay.
   void update(std::span<T> params, std::span<const T> grads, double lr, int64_t step);
 
  private:
   const ParamTable& table_;
   TrainConfig train_;
+  int64_t begin_, end_;
   std::vector<T> m_, v_;
 };
 

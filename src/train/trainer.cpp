@@ -7,10 +7,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <ostream>
 
+#include "comm/grad_reducer.h"
 #include "models/gpt.h"
 #include "src/data/dataset.h"
+#include "src/kernels/cpu/ops.h"
 #include "src/train/metrics.h"
 #include "src/train/optimizer.h"
 #include "src/util/error.h"
@@ -24,24 +28,32 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Mean loss over eval_batches x global_batch validation windows, the same windows every time.
-double validation_loss(GptModel<float>& model, const TokenDataset& val, const Config& c,
+// Mean loss over eval_batches x global_batch validation windows (the same windows every time),
+// each rank evaluating its contiguous share.
+double validation_loss(GptModel<float>& model, const TokenDataset& val, const Config& c, Comm& dp,
                        std::vector<int32_t>& inputs, std::vector<int32_t>& targets) {
   const int64_t total = int64_t{c.train.eval_batches} * c.train.global_batch;
+  const int64_t share = total / dp.size();
+  const int64_t begin = share * dp.rank();
   double sum = 0.0;
-  for (int64_t first = 0; first < total; first += c.train.micro_batch) {
-    const int count = static_cast<int>(std::min<int64_t>(c.train.micro_batch, total - first));
+  for (int64_t first = begin; first < begin + share; first += c.train.micro_batch) {
+    const int count = static_cast<int>(std::min<int64_t>(c.train.micro_batch, begin + share - first));
     val.eval_batch(first, count, total, inputs.data(), targets.data());
     sum += model.evaluate(inputs.data(), targets.data(), count) * count;
   }
-  return sum / static_cast<double>(total);
+  return dp.all_reduce_sum(sum) / static_cast<double>(total);
 }
 
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
+void write_file(const std::filesystem::path& path, const void* data, size_t bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
   if (!out.flush()) throw UserError("cannot write " + path.string());
 }
+
+// Where this rank's optimizer works: everything, or its 1/dp shard of the padded buffer (ZeRO-1).
+struct Shard {
+  int64_t begin, end;
+};
 
 }  // namespace
 
@@ -51,33 +63,53 @@ int set_threads(int requested) {
   return threads;
 }
 
-TrainSummary train(const Config& c, std::ostream& progress) {
+TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
   if (c.data.train.empty()) throw UserError("config: data.train is not set (token shard files)");
   if (c.data.val.empty()) throw UserError("config: data.val is not set (token shard files)");
+  const bool leader = dp.rank() == 0;
   const int threads = set_threads(c.run.threads);
   const TokenDataset train_data(c.data.train, c.model.vocab, c.model.seq_len);
   const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
 
-  std::error_code error;
-  std::filesystem::create_directories(c.run.dir, error);
-  if (error) throw UserError("run.dir " + c.run.dir + ": " + error.message());
-  write_text(std::filesystem::path(c.run.dir) / "config.ini", c.to_ini());
-  MetricsWriter metrics((std::filesystem::path(c.run.dir) / "metrics.jsonl").string());
+  const std::filesystem::path run_dir(c.run.dir);
+  std::optional<MetricsWriter> metrics;
+  if (leader) {
+    std::error_code error;
+    std::filesystem::create_directories(run_dir, error);
+    if (error) throw UserError("run.dir " + c.run.dir + ": " + error.message());
+    const std::string ini = c.to_ini();
+    write_file(run_dir / "config.ini", ini.data(), ini.size());
+    metrics.emplace((run_dir / "metrics.jsonl").string());
+  }
 
-  GptModel<float> model(c.model, c.train.micro_batch, c.parallel.recompute == "block");
+  const bool zero = c.parallel.zero == 1 && dp.size() > 1;
+  GptModel<float> model(c.model, c.train.micro_batch, c.parallel.recompute == "block", dp.size());
   model.init(static_cast<uint64_t>(c.train.seed));
-  AdamW<float> optimizer(model.table(), c.train);
-  const int64_t parameters = model.table().parameter_count();
+  const auto padded = static_cast<int64_t>(model.params().size());
+  const Shard shard = zero ? Shard{padded / dp.size() * dp.rank(), padded / dp.size() * (dp.rank() + 1)}
+                           : Shard{0, padded};
+  AdamW<float> optimizer(model.table(), c.train, shard.begin, shard.end);
+  std::vector<float> grad_shard(zero ? static_cast<size_t>(shard.end - shard.begin) : 0);
+  const auto bucket_elements = static_cast<int64_t>(c.parallel.bucket_mb * (1 << 20) / sizeof(float));
+  std::unique_ptr<GradReducer> reducer;
+  if (dp.size() > 1 && !zero) reducer = std::make_unique<GradReducer>(dp, model.grads(), std::max<int64_t>(bucket_elements, 1));
+  const GradientsReady on_ready = [&reducer](int64_t offset) { reducer->ready_from(offset); };
+
   progress << "kilolayer: " << c.model.layers << " layers, d_model " << c.model.d_model << ", "
-           << parameters << " parameters, " << threads << " thread(s), recompute "
-           << c.parallel.recompute << "\n";
+           << model.table().parameter_count() << " parameters, dp " << dp.size() << " x "
+           << threads << " thread(s), recompute " << c.parallel.recompute
+           << (zero ? ", ZeRO-1" : "")
+           << (reducer ? ", " + std::to_string(reducer->buckets()) + " gradient buckets" : "") << "\n";
 
   const int T = c.model.seq_len;
+  const int per_rank = c.train.global_batch / dp.size();
+  const int micro_steps = per_rank / c.train.micro_batch;
   std::vector<int32_t> inputs(static_cast<size_t>(c.train.micro_batch) * T);
   std::vector<int32_t> targets(inputs.size());
-  const int micro_steps = c.train.global_batch / c.train.micro_batch;
   const double tokens_per_step = double(c.train.global_batch) * T;
   const auto seed = static_cast<uint64_t>(c.train.seed);
+  // Bytes each rank sends and receives per step in its gradient traffic (as the algorithms' input).
+  const int64_t bytes_reduced = dp.size() == 1 ? 0 : padded * int64_t{sizeof(float)} * (zero ? 2 : 1);
 
   TrainSummary summary;
   summary.unigram_entropy = val_data.unigram_entropy();
@@ -86,23 +118,54 @@ TrainSummary train(const Config& c, std::ostream& progress) {
   for (int64_t step = 0; step < c.train.steps; ++step) {
     const auto step_start = Clock::now();
     model.zero_grads();
-    double loss = 0.0;
+    double local_loss = 0.0;
     for (int micro = 0; micro < micro_steps; ++micro) {
-      const int64_t first = int64_t{micro} * c.train.micro_batch;
+      const int64_t first = int64_t{dp.rank()} * per_rank + int64_t{micro} * c.train.micro_batch;
       train_data.training_batch(seed, step, first, c.train.micro_batch, inputs.data(), targets.data());
-      const BatchPosition position{seed, step, first};
-      loss += model.forward_backward(inputs.data(), targets.data(), c.train.micro_batch, position,
-                                     1.0 / tokens_per_step) /
-              micro_steps;
+      const bool last = micro == micro_steps - 1;
+      if (last && reducer) reducer->begin();
+      const bool overlap = last && reducer && c.parallel.overlap;
+      local_loss += model.forward_backward(inputs.data(), targets.data(), c.train.micro_batch,
+                                           {seed, step, first}, 1.0 / tokens_per_step,
+                                           overlap ? on_ready : GradientsReady{}) *
+                    c.train.micro_batch / c.train.global_batch;
     }
-    const double grad_norm = clip_grad_norm(model.grads(), c.train.clip);
+    // Sum the gradients over the group. Each rank's loss scale is 1 / (global tokens), so the sum is
+    // the gradient of the global batch's mean loss.
+    double comm_wait = 0.0;
+    std::span<float> owned = model.grads();  // the gradients this rank's optimizer uses
+    if (reducer) {
+      comm_wait = reducer->finish();
+    } else if (zero) {
+      const auto start = Clock::now();
+      dp.reduce_scatter_sum(model.grads(), grad_shard)->wait();
+      comm_wait = seconds_since(start);
+      owned = grad_shard;
+    }
+    const double loss = dp.all_reduce_sum(local_loss);
+    // Global-norm clipping: the norm over every gradient element once. Without ZeRO every rank holds
+    // all of them; with it, each holds a shard, and one scalar reduction adds them up.
+    double norm_sq = cpu::sum_squares(owned.data(), static_cast<int64_t>(owned.size()));
+    if (zero) norm_sq = dp.all_reduce_sum(norm_sq);
+    const double grad_norm = std::sqrt(norm_sq);
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
       throw UserError("training diverged at step " + std::to_string(step + 1) + ": loss " +
                       std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm) +
                       " (lower train.lr or raise train.warmup)");
     }
+    const double clip_factor = c.train.clip / (grad_norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
+    if (c.train.clip > 0.0 && clip_factor < 1.0) {
+      cpu::scale(owned.data(), static_cast<int64_t>(owned.size()), static_cast<float>(clip_factor));
+    }
     const double lr = learning_rate(c.train, step);
-    optimizer.update(model.params(), model.grads(), lr, step + 1);
+    const auto params = model.params().subspan(static_cast<size_t>(shard.begin),
+                                               static_cast<size_t>(shard.end - shard.begin));
+    optimizer.update(params, owned, lr, step + 1);
+    if (zero) {
+      const auto start = Clock::now();
+      dp.all_gather(params, model.params())->wait();
+      comm_wait += seconds_since(start);
+    }
     const double step_time = seconds_since(step_start);
     step_times.push_back(step_time);
     summary.losses.push_back(loss);
@@ -110,16 +173,20 @@ TrainSummary train(const Config& c, std::ostream& progress) {
     const int64_t done = step + 1;
     const bool last = done == c.train.steps;
     const bool evaluate = last || (c.train.eval_every > 0 && done % c.train.eval_every == 0);
-    StepMetrics m{done, loss, lr, grad_norm, tokens_per_step / step_time, step_time, std::nullopt};
+    StepMetrics m{done, loss, lr, grad_norm, tokens_per_step / step_time, step_time,
+                  step_time - comm_wait, comm_wait, bytes_reduced, std::nullopt};
     if (evaluate) {
-      m.val_loss = validation_loss(model, val_data, c, inputs, targets);
+      m.val_loss = validation_loss(model, val_data, c, dp, inputs, targets);
       summary.final_val_loss = *m.val_loss;
     }
-    if (evaluate || last || done % c.run.log_every == 0) {
-      metrics.write(m);
+    if (leader && (evaluate || done % c.run.log_every == 0)) {
+      metrics->write(m);
       const double eta = seconds_since(run_start) / done * (c.train.steps - done);
       progress << progress_line(m, c.train.steps, eta) << "\n" << std::flush;
     }
+  }
+  if (leader && c.run.save_final_params) {
+    write_file(run_dir / "final_params.f32", model.params().data(), model.params().size_bytes());
   }
   // Median step time, leaving out the first (warm-up: page faults, thread start) when there are more.
   std::vector<double> steady(step_times.begin() + (step_times.size() > 1 ? 1 : 0), step_times.end());

@@ -1,0 +1,129 @@
+#include "comm/mpi_comm.h"
+
+#include <string>
+
+#include "src/util/error.h"
+
+#define KL_CHECK_MPI(call)                                                                  \
+  do {                                                                                      \
+    const int kl_mpi_status = (call);                                                       \
+    if (kl_mpi_status != MPI_SUCCESS) {                                                     \
+      char kl_mpi_text[MPI_MAX_ERROR_STRING];                                               \
+      int kl_mpi_length = 0;                                                                \
+      MPI_Error_string(kl_mpi_status, kl_mpi_text, &kl_mpi_length);                         \
+      ::kl::fatal(__FILE__, __LINE__, #call, std::string("MPI error: ") + kl_mpi_text);     \
+    }                                                                                       \
+  } while (0)
+
+namespace kl {
+namespace {
+
+class MpiRequest final : public CommHandle {
+ public:
+  MpiRequest() = default;
+  MPI_Request* get() { return &request_; }
+  void wait() override { KL_CHECK_MPI(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+  bool test() override {
+    int done = 0;
+    KL_CHECK_MPI(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
+    return done != 0;
+  }
+  ~MpiRequest() override {
+    // A started operation must finish before its buffers go away; an abandoned handle waits.
+    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+  }
+
+ private:
+  MPI_Request request_ = MPI_REQUEST_NULL;
+};
+
+int count_of(size_t n) {
+  KL_CHECK(n <= static_cast<size_t>(INT32_MAX), "an MPI message over 2^31 elements needs splitting");
+  return static_cast<int>(n);
+}
+
+}  // namespace
+
+MpiComm::MpiComm(MPI_Comm comm) : comm_(comm) {
+  KL_CHECK_MPI(MPI_Comm_rank(comm_, &rank_));
+  KL_CHECK_MPI(MPI_Comm_size(comm_, &size_));
+}
+
+MpiComm::~MpiComm() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_SELF) MPI_Comm_free(&comm_);
+}
+
+std::unique_ptr<MpiComm> MpiComm::world() {
+  MPI_Comm dup;
+  KL_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
+  return std::make_unique<MpiComm>(dup);
+}
+
+std::unique_ptr<MpiComm> MpiComm::split(int color, int key) const {
+  MPI_Comm part;
+  KL_CHECK_MPI(MPI_Comm_split(comm_, color, key, &part));
+  return std::make_unique<MpiComm>(part);
+}
+
+Handle MpiComm::all_reduce_sum(std::span<float> buffer) {
+  auto handle = std::make_unique<MpiRequest>();
+  KL_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count_of(buffer.size()), MPI_FLOAT, MPI_SUM,
+                              comm_, handle->get()));
+  return handle;
+}
+
+Handle MpiComm::reduce_scatter_sum(std::span<const float> in, std::span<float> out) {
+  KL_CHECK(in.size() == out.size() * static_cast<size_t>(size_), "reduce_scatter: in must be size() x out");
+  auto handle = std::make_unique<MpiRequest>();
+  KL_CHECK_MPI(MPI_Ireduce_scatter_block(in.data(), out.data(), count_of(out.size()), MPI_FLOAT, MPI_SUM,
+                                         comm_, handle->get()));
+  return handle;
+}
+
+Handle MpiComm::all_gather(std::span<const float> in, std::span<float> out) {
+  KL_CHECK(out.size() == in.size() * static_cast<size_t>(size_), "all_gather: out must be size() x in");
+  auto handle = std::make_unique<MpiRequest>();
+  // A rank's own chunk may already sit in place inside `out` (ZeRO's parameter gather).
+  const bool in_place = in.data() == out.data() + in.size() * static_cast<size_t>(rank_);
+  KL_CHECK_MPI(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data(), count_of(in.size()), MPI_FLOAT,
+                              out.data(), count_of(in.size()), MPI_FLOAT, comm_, handle->get()));
+  return handle;
+}
+
+Handle MpiComm::broadcast(std::span<float> buffer, int root) {
+  auto handle = std::make_unique<MpiRequest>();
+  KL_CHECK_MPI(MPI_Ibcast(buffer.data(), count_of(buffer.size()), MPI_FLOAT, root, comm_, handle->get()));
+  return handle;
+}
+
+Handle MpiComm::isend(std::span<const float> buffer, int peer, int tag) {
+  auto handle = std::make_unique<MpiRequest>();
+  KL_CHECK_MPI(MPI_Isend(buffer.data(), count_of(buffer.size()), MPI_FLOAT, peer, tag, comm_, handle->get()));
+  return handle;
+}
+
+Handle MpiComm::irecv(std::span<float> buffer, int peer, int tag) {
+  auto handle = std::make_unique<MpiRequest>();
+  KL_CHECK_MPI(MPI_Irecv(buffer.data(), count_of(buffer.size()), MPI_FLOAT, peer, tag, comm_, handle->get()));
+  return handle;
+}
+
+void MpiComm::barrier() { KL_CHECK_MPI(MPI_Barrier(comm_)); }
+
+void MpiComm::all_reduce_sum(std::span<double> values) {
+  KL_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), count_of(values.size()), MPI_DOUBLE, MPI_SUM, comm_));
+}
+
+GridComms make_grid_comms(const Grid& grid) {
+  GridComms comms{grid, {}, MpiComm::world(), nullptr, nullptr};
+  KL_CHECK(comms.world->size() == grid.size(), "the grid does not match the world size");
+  comms.coord = grid.coord(comms.world->rank());
+  // Every rank takes part in both splits. Keys keep the grid's order inside each group.
+  comms.dp = comms.world->split(comms.coord.pp, comms.coord.dp);
+  comms.pp = comms.world->split(comms.coord.dp, comms.coord.pp);
+  return comms;
+}
+
+}  // namespace kl
