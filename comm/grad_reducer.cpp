@@ -10,9 +10,13 @@ namespace kl {
 GradReducer::GradReducer(Comm& comm, std::span<float> grads, int64_t bucket_elements)
     : comm_(comm), grads_(grads) {
   KL_CHECK(bucket_elements > 0, "bucket size must be positive");
-  for (auto end = static_cast<int64_t>(grads.size()); end > 0; end -= bucket_elements) {
-    bucket_begin_.push_back(std::max<int64_t>(0, end - bucket_elements));
-  }
+  // Boundaries from the start: a small bucket first, then full ones. The bucket at the start is the
+  // last to become ready (the embeddings finish the backward pass) and nothing is left to hide its
+  // reduction behind, so it is kept to a quarter of the others.
+  const auto size = static_cast<int64_t>(grads.size());
+  std::vector<int64_t> begins{0};
+  for (int64_t b = std::max<int64_t>(1, bucket_elements / 4); b < size; b += bucket_elements) begins.push_back(b);
+  bucket_begin_.assign(begins.rbegin(), begins.rend());  // launch order: from the end
 }
 
 void GradReducer::begin() {
@@ -32,8 +36,8 @@ void GradReducer::ready_from(int64_t offset) {
 }
 
 double GradReducer::finish() {
-  ready_from(0);
   const auto start = std::chrono::steady_clock::now();
+  ready_from(0);
   for (auto& handle : handles_) handle->wait();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

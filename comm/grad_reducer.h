@@ -3,7 +3,7 @@
 // The gradient buffer is laid out in forward order (the parameter table's order), and the backward
 // pass finishes it from the end towards the start: the head and final norm first, then layers
 // L-1 .. 0, then the embeddings. So the reducer cuts the buffer into buckets of `bucket_elements`
-// from the end, and the backward pass reports how far it has got ("everything at or after offset
+// (the one at the very start smaller), launched from the end, and the backward pass reports how far it has got ("everything at or after offset
 // X is final"); each bucket whose elements are all final starts its non-blocking all-reduce at once.
 // finish() starts what is left and waits on the handles, nothing else.
 //
@@ -28,7 +28,7 @@ class GradReducer {
   // Everything in grads[offset, end) is final: start the buckets that lie inside it. Also lets
   // MPI progress the reductions already started (non-blocking collectives advance inside MPI calls).
   void ready_from(int64_t offset);
-  // Starts the remaining buckets and waits for all. Returns the seconds spent waiting here.
+  // Starts the remaining buckets and waits for all. Returns the seconds spent here.
   double finish();
 
   int buckets() const { return static_cast<int>(bucket_begin_.size()); }

@@ -45,12 +45,21 @@ std::string take_flag(std::vector<std::string>& args, const std::string& flag) {
 }
 
 int run_train(std::vector<std::string> args) {
-  const std::string config_file = take_flag(args, "--config");
-  if (config_file.empty()) throw kl::UserError("train: --config FILE is required");
-  const kl::Config config = kl::load_config(config_file, args);
-  int world_size = 1;
+  int rank = 0, world_size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  kl::check_layout(config, world_size);
+  kl::Config config;
+  try {
+    const std::string config_file = take_flag(args, "--config");
+    if (config_file.empty()) throw kl::UserError("train: --config FILE is required");
+    config = kl::load_config(config_file, args);
+    kl::check_layout(config, world_size);
+  } catch (const kl::UserError& e) {
+    // Every rank reads the same command line and file and reaches the same verdict before any
+    // communication: one message, from rank 0, and every rank exits.
+    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
+    return kl::kExitUserError;
+  }
   const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config.parallel.dp, config.parallel.pp));
   const bool leader = comms.world->rank() == 0;
   std::ostream silent(nullptr);
@@ -109,6 +118,7 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
   int status = 0;
+  bool failed_alone = false;  // an exception: possibly on this rank only
   try {
     if (command == "train") {
       status = run_train(args);
@@ -124,13 +134,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "kilolayer: error on rank %d: %s\n", rank, e.what());
     }
     status = kl::kExitUserError;
+    failed_alone = true;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kilolayer: internal error on rank %d: %s\n", rank, e.what());
     status = kl::kExitInternalError;
+    failed_alone = true;
   }
-  // With several ranks, one that fails alone would leave the others blocked in a collective: end
-  // the whole job.
-  if (status != 0 && world_size > 1) {
+  // After the configuration, a rank can fail alone (a file it cannot read) and leave the others
+  // blocked in a collective: end the whole job.
+  if (failed_alone && world_size > 1) {
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, status);
   }

@@ -92,7 +92,7 @@ TEST(GradReducer, BucketsCoverTheBufferAndSum) {
   std::vector<float> grads(10007);
   for (size_t i = 0; i < grads.size(); ++i) grads[i] = value(comm->rank(), i);
   GradReducer reducer(*comm, grads, 1000);
-  EXPECT_EQ(reducer.buckets(), 11);
+  EXPECT_EQ(reducer.buckets(), 11);  // [0, 250), [250, 1250), ..., [9250, 10007)
   reducer.begin();
   // Announce progress the way the backward pass does, from the end towards the start.
   for (int64_t offset = 9000; offset > 0; offset -= 1500) reducer.ready_from(offset);

@@ -135,6 +135,9 @@ TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
     double comm_wait = 0.0;
     std::span<float> owned = model.grads();  // the gradients this rank's optimizer uses
     if (reducer) {
+      // Without overlap (a baseline for bench/dp_scaling.sh), line the ranks up first so that the
+      // wait measures the reductions alone, not one rank waiting for the other's backward pass.
+      if (!c.parallel.overlap) dp.barrier();
       comm_wait = reducer->finish();
     } else if (zero) {
       const auto start = Clock::now();
