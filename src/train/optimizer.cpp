@@ -19,13 +19,18 @@ double learning_rate(const TrainConfig& t, int64_t step) {
 }
 
 template <class T>
-double clip_grad_norm(std::span<T> grads, double clip) {
-  const double norm = std::sqrt(cpu::sum_squares(grads.data(), static_cast<int64_t>(grads.size())));
+void clip_to_norm(std::span<T> grads, double norm, double clip) {
   // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
   const double factor = clip / (norm + 1e-6);
   if (clip > 0.0 && factor < 1.0) {
     cpu::scale(grads.data(), static_cast<int64_t>(grads.size()), T(factor));
   }
+}
+
+template <class T>
+double clip_grad_norm(std::span<T> grads, double clip) {
+  const double norm = std::sqrt(cpu::sum_squares(grads.data(), static_cast<int64_t>(grads.size())));
+  clip_to_norm(grads, norm, clip);
   return norm;
 }
 
@@ -54,6 +59,8 @@ void AdamW<T>::update(std::span<T> params, std::span<const T> grads, double lr, 
 }
 
 template double clip_grad_norm<float>(std::span<float>, double);
+template void clip_to_norm<float>(std::span<float>, double, double);
+template void clip_to_norm<double>(std::span<double>, double, double);
 template double clip_grad_norm<double>(std::span<double>, double);
 template class AdamW<float>;
 template class AdamW<double>;

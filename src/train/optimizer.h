@@ -19,6 +19,10 @@ double learning_rate(const TrainConfig& train, int64_t step);
 template <class T>
 double clip_grad_norm(std::span<T> grads, double clip);
 
+// The scaling half of it, for gradients whose global norm was computed elsewhere (over shards).
+template <class T>
+void clip_to_norm(std::span<T> grads, double norm, double clip);
+
 // AdamW over the elements [begin, end) of the flat parameter buffer: all of it, or one rank's shard
 // under ZeRO-1 (the moments are allocated for that range only).
 template <class T>

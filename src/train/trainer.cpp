@@ -156,10 +156,7 @@ TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
                       std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm) +
                       " (lower train.lr or raise train.warmup)");
     }
-    const double clip_factor = c.train.clip / (grad_norm + 1e-6);  // as torch.nn.utils.clip_grad_norm_
-    if (c.train.clip > 0.0 && clip_factor < 1.0) {
-      cpu::scale(owned.data(), static_cast<int64_t>(owned.size()), static_cast<float>(clip_factor));
-    }
+    clip_to_norm(owned, grad_norm, c.train.clip);
     const double lr = learning_rate(c.train, step);
     const auto params = model.params().subspan(static_cast<size_t>(shard.begin),
                                                static_cast<size_t>(shard.end - shard.begin));
