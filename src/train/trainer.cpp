@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -48,6 +49,20 @@ void write_file(const std::filesystem::path& path, const void* data, size_t byte
   std::ofstream out(path, std::ios::binary);
   out.write(static_cast<const char*>(data), static_cast<std::streamsize>(bytes));
   if (!out.flush()) throw UserError("cannot write " + path.string());
+}
+
+// Every rank of the group must hold the same parameters; a hash of their bits, compared across the
+// group, catches any drift (a reduction that differs between ranks, a missed update).
+void check_replicas_agree(std::span<const float> params, Comm& dp, int64_t step) {
+  if (dp.size() == 1) return;
+  uint64_t hash = 0xCBF29CE484222325ull;
+  for (float x : params) hash = (hash ^ std::bit_cast<uint32_t>(x)) * 0x100000001B3ull;
+  const auto mine = static_cast<double>(hash >> 12);  // 52 bits: exact in a double
+  const double sum = dp.all_reduce_sum(mine);
+  const double sum_sq = dp.all_reduce_sum(mine * mine / 1e30);
+  // All equal exactly when sum = n x mine and the squares agree too, on every rank.
+  const bool agree = sum == mine * dp.size() && sum_sq == (mine * mine / 1e30) * dp.size();
+  KL_CHECK(agree, "data-parallel replicas hold different parameters after step " + std::to_string(step));
 }
 
 // Where this rank's optimizer works: everything, or its 1/dp shard of the padded buffer (ZeRO-1).
@@ -176,6 +191,7 @@ TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
     StepMetrics m{done, loss, lr, grad_norm, tokens_per_step / step_time, step_time,
                   step_time - comm_wait, comm_wait, bytes_reduced, std::nullopt};
     if (evaluate) {
+      check_replicas_agree(model.params(), dp, done);
       m.val_loss = validation_loss(model, val_data, c, dp, inputs, targets);
       summary.final_val_loss = *m.val_loss;
     }

@@ -31,7 +31,10 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, double lr, dou
 template <class T>
 double sum_squares(const T* x, int64_t n) {
   // Per-thread partial sums added in thread order: the same result for the same thread count.
-  std::vector<double> partial(static_cast<size_t>(omp_get_max_threads()), 0.0);
+  // The calling thread's buffer, reused (no allocation per step); workers write through `slots`.
+  thread_local std::vector<double> partial;
+  partial.assign(static_cast<size_t>(omp_get_max_threads()), 0.0);
+  double* slots = partial.data();
   int threads_used = 1;
 #pragma omp parallel
   {
@@ -41,7 +44,7 @@ double sum_squares(const T* x, int64_t n) {
     const Range range = share(n, thread, omp_get_num_threads());
     double sum = 0.0;
     for (int64_t i = range.begin; i < range.end; ++i) sum += double(x[i]) * double(x[i]);
-    partial[static_cast<size_t>(thread)] = sum;
+    slots[thread] = sum;
   }
   double total = 0.0;
   for (int t = 0; t < threads_used; ++t) total += partial[static_cast<size_t>(t)];
