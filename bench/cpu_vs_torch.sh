@@ -9,13 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 layers=128 d_model=128 heads=2 seq_len=128 batch=8 threads=2 steps=8 reps=3 vocab=256
-while [ $# -gt 0 ]; do
-  key=${1#--}; val=$2; shift 2
-  case $key in
-    layers|d_model|heads|seq_len|batch|threads|steps|reps) printf -v "$key" '%s' "$val" ;;
-    *) echo "unknown option --$key" >&2; exit 2 ;;
-  esac
-done
+source bench/common.sh
+parse_options "layers d_model heads seq_len batch threads steps reps" "$@"
 [ -x build/kilolayer ] && [ -x build/kl_sgemm_peak ] || ./launch/build.sh >/dev/null
 
 work=$(mktemp -d)
@@ -43,7 +38,6 @@ dir = $work/run
 threads = $threads
 INI
 
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 kl_rates=() torch_rates=() peak_rates=()
 for rep in $(seq "$reps"); do
   peak_rates+=("$(build/kl_sgemm_peak 2048 "$threads" 3)")

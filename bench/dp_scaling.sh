@@ -8,13 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 layers=32 d_model=128 batch=4 steps=12 bucket_mb=4 reps=3
-while [ $# -gt 0 ]; do
-  key=${1#--}; val=$2; shift 2
-  case $key in
-    layers|d_model|batch|steps|bucket_mb|reps) printf -v "$key" '%s' "$val" ;;
-    *) echo "unknown option --$key" >&2; exit 2 ;;
-  esac
-done
+source bench/common.sh
+parse_options "layers d_model batch steps bucket_mb reps" "$@"
 [ -x build/kilolayer ] || ./launch/build.sh >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -39,7 +34,6 @@ bucket_mb = $bucket_mb
 threads = 1
 INI
 mpirun=(mpirun --oversubscribe --allow-run-as-root --bind-to core)
-median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 # field NAME KEY: median of KEY over the steps after the first
 field() { tail -n +2 "$work/$1/metrics.jsonl" | sed "s/.*\"$2\":\([^,}]*\).*/\1/" | median; }
 
