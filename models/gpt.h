@@ -57,7 +57,7 @@ class GptModel {
   // Forward only, without dropout. Returns the mean loss.
   double evaluate(const int32_t* inputs, const int32_t* targets, int B);
 
-  // The logits [B, seq_len, vocab] of the last forward pass (before any backward).
+  // The logits [B, seq_len, vocab] of the last forward pass.
   std::span<const T> logits() const { return logits_; }
 
  private:
