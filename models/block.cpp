@@ -11,12 +11,6 @@ namespace {
 uint32_t attn_site(int layer) { return 1 + 2 * static_cast<uint32_t>(layer); }
 uint32_t mlp_site(int layer) { return 2 + 2 * static_cast<uint32_t>(layer); }
 
-cpu::DropoutKey with_site(const BlockDropout& d, uint32_t site) {
-  cpu::DropoutKey key = d.key;
-  key.site = site;
-  return key;
-}
-
 template <class T>
 void add(T* out, const T* a, const T* b, int64_t n) {
 #pragma omp parallel for schedule(static)
@@ -90,14 +84,14 @@ void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>&
   cpu::linear_forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, s.C, 3 * s.C);
   cpu::attention_forward(a.att, a.probs, a.qkv, s.B, s.T, s.C, s.NH);
   cpu::linear_forward(scratch.branch, a.att, w.proj_w, w.proj_b, N, s.C, s.C);
-  cpu::dropout_forward(scratch.branch, scratch.branch, s.B, row, dropout.p, with_site(dropout, attn_site(layer)));
+  cpu::dropout_forward(scratch.branch, scratch.branch, s.B, row, dropout.p, dropout.at(attn_site(layer)));
   add(a.x_mid, x_in, scratch.branch, s.tokens() * s.C);
   // MLP branch.
   cpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x_mid, w.ln2_w, w.ln2_b, N, s.C);
   cpu::linear_forward(a.fc, a.ln2, w.fc_w, w.fc_b, N, s.C, s.F);
   cpu::gelu_forward(a.gelu, a.fc, s.tokens() * s.F);
   cpu::linear_forward(scratch.branch, a.gelu, w.fc2_w, w.fc2_b, N, s.F, s.C);
-  cpu::dropout_forward(scratch.branch, scratch.branch, s.B, row, dropout.p, with_site(dropout, mlp_site(layer)));
+  cpu::dropout_forward(scratch.branch, scratch.branch, s.B, row, dropout.p, dropout.at(mlp_site(layer)));
   add(x_out, a.x_mid, scratch.branch, s.tokens() * s.C);
 }
 
@@ -108,14 +102,14 @@ void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>
   const int N = static_cast<int>(s.tokens());
   const int64_t row = int64_t{s.T} * s.C;
   // MLP branch: dres = dL/dx_out; afterwards dres = dL/dx_mid.
-  cpu::dropout_backward(scratch.branch, dres, s.B, row, dropout.p, with_site(dropout, mlp_site(layer)));
+  cpu::dropout_backward(scratch.branch, dres, s.B, row, dropout.p, dropout.at(mlp_site(layer)));
   cpu::linear_backward(scratch.dff, g.fc2_w, g.fc2_b, scratch.branch, a.gelu, w.fc2_w, N, s.F, s.C);
   cpu::gelu_backward(scratch.dff, a.fc, scratch.dff, s.tokens() * s.F);
   cpu::linear_backward(scratch.dnc, g.fc_w, g.fc_b, scratch.dff, a.ln2, w.fc_w, N, s.C, s.F);
   cpu::layernorm_backward(dres, g.ln2_w, g.ln2_b, scratch.dnc, a.x_mid, w.ln2_w, a.ln2_mean,
                           a.ln2_rstd, N, s.C);
   // Attention branch: afterwards dres = dL/dx_in.
-  cpu::dropout_backward(scratch.branch, dres, s.B, row, dropout.p, with_site(dropout, attn_site(layer)));
+  cpu::dropout_backward(scratch.branch, dres, s.B, row, dropout.p, dropout.at(attn_site(layer)));
   cpu::linear_backward(scratch.dnc, g.proj_w, g.proj_b, scratch.branch, a.att, w.proj_w, N, s.C, s.C);
   cpu::attention_backward(scratch.dqkv, scratch.dprobs, scratch.dnc, a.qkv, a.probs, s.B, s.T, s.C, s.NH);
   cpu::linear_backward(scratch.dnc, g.qkv_w, g.qkv_b, scratch.dqkv, a.ln1, w.qkv_w, N, s.C, 3 * s.C);

@@ -54,7 +54,13 @@ struct BlockScratch {
 // embedding's.
 struct BlockDropout {
   double p = 0.0;
-  cpu::DropoutKey key;  // site is filled in per branch
+  cpu::DropoutKey key;  // the batch position; the site is chosen per dropout with at()
+
+  cpu::DropoutKey at(uint32_t site) const {
+    cpu::DropoutKey k = key;
+    k.site = site;
+    return k;
+  }
 };
 
 template <class T>

@@ -14,7 +14,15 @@ constexpr uint32_t kEmbeddingSite = 0;
 template <class T>
 GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute,
                       int64_t buffer_multiple)
-    : config_(config), table_(config), micro_batch_(micro_batch), recompute_(recompute) {
+    : config_(config),
+      table_(config),
+      micro_batch_(micro_batch),
+      recompute_(recompute),
+      token_embedding_(table_.get("embed.token.weight").offset),
+      position_embedding_(table_.get("embed.position.weight").offset),
+      final_norm_weight_(table_.get("final_norm.weight").offset),
+      final_norm_bias_(table_.get("final_norm.bias").offset),
+      head_(config.tie_embeddings ? token_embedding_ : table_.get("head.weight").offset) {
   const int64_t padded = (table_.buffer_size() + buffer_multiple - 1) / buffer_multiple * buffer_multiple;
   params_.assign(static_cast<size_t>(padded), T(0));
   grads_.assign(params_.size(), T(0));
@@ -62,18 +70,6 @@ const BlockActivations<T>& GptModel<T>::activations(int layer) const {
 }
 
 template <class T>
-const T* GptModel<T>::head_weight() const {
-  const char* name = config_.tie_embeddings ? "embed.token.weight" : "head.weight";
-  return params_.data() + table_.get(name).offset;
-}
-
-template <class T>
-T* GptModel<T>::head_grad() {
-  const char* name = config_.tie_embeddings ? "embed.token.weight" : "head.weight";
-  return grads_.data() + table_.get(name).offset;
-}
-
-template <class T>
 void GptModel<T>::zero_grads() {
   std::fill(grads_.begin(), grads_.end(), T(0));
 }
@@ -86,24 +82,17 @@ double GptModel<T>::forward(const int32_t* inputs, const int32_t* targets, int B
   const int N = static_cast<int>(s.tokens());
   const int64_t NC = s.tokens() * s.C;
   const BlockDropout dropout = dropout_for(position, training);
-  const T* wte = params_.data() + table_.get("embed.token.weight").offset;
-  const T* wpe = params_.data() + table_.get("embed.position.weight").offset;
-
+  const T* p = params_.data();
   T* x = residual_.data();
-  cpu::embedding_forward(x, inputs, wte, wpe, B, s.T, s.C);
-  cpu::DropoutKey embed_key = dropout.key;
-  embed_key.site = kEmbeddingSite;
-  cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, embed_key);
+  cpu::embedding_forward(x, inputs, p + token_embedding_, p + position_embedding_, B, s.T, s.C);
+  cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingSite));
   for (int l = 0; l < config_.layers; ++l) {
     block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
                   activations(l), scratch_, dropout);
   }
-  const T* final_w = params_.data() + table_.get("final_norm.weight").offset;
-  const T* final_b = params_.data() + table_.get("final_norm.bias").offset;
   cpu::layernorm_forward(final_norm_.data(), final_mean_.data(), final_rstd_.data(),
-                         x + config_.layers * NC, final_w, final_b, N, s.C);
-  cpu::linear_forward<T>(logits_.data(), final_norm_.data(), head_weight(), nullptr, N, s.C,
-                         config_.vocab);
+                         x + config_.layers * NC, p + final_norm_weight_, p + final_norm_bias_, N, s.C);
+  cpu::linear_forward<T>(logits_.data(), final_norm_.data(), p + head_, nullptr, N, s.C, config_.vocab);
   cpu::softmax_xent_forward(losses_.data(), probs_.data(), logits_.data(), targets, N, config_.vocab);
   double sum = 0.0;
   for (int n = 0; n < N; ++n) sum += losses_[static_cast<size_t>(n)];
@@ -123,15 +112,15 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
 
   // Head: probs_ becomes dL/dlogits in place.
   cpu::softmax_xent_backward(probs_.data(), probs_.data(), targets, T(loss_scale), N, config_.vocab);
-  cpu::linear_backward<T>(scratch_.dnc, head_grad(), nullptr, probs_.data(), final_norm_.data(),
-                          head_weight(), N, s.C, config_.vocab);
+  const T* p = params_.data();
+  T* g = grads_.data();
+  cpu::linear_backward<T>(scratch_.dnc, g + head_, nullptr, probs_.data(), final_norm_.data(),
+                          p + head_, N, s.C, config_.vocab);
   std::fill(dres, dres + NC, T(0));
-  const auto& fn = table_.get("final_norm.weight");
-  const auto& fb = table_.get("final_norm.bias");
-  cpu::layernorm_backward(dres, grads_.data() + fn.offset, grads_.data() + fb.offset, scratch_.dnc,
-                          x + config_.layers * NC, params_.data() + fn.offset, final_mean_.data(),
+  cpu::layernorm_backward(dres, g + final_norm_weight_, g + final_norm_bias_, scratch_.dnc,
+                          x + config_.layers * NC, p + final_norm_weight_, final_mean_.data(),
                           final_rstd_.data(), N, s.C);
-  if (ready) ready(fn.offset);  // the final norm and an untied head lie after the blocks
+  if (ready) ready(final_norm_weight_);  // the final norm and an untied head lie after the blocks
   for (int l = config_.layers - 1; l >= 0; --l) {
     if (recompute_) {
       block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
@@ -141,12 +130,8 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
                    x + l * NC, activations(l), scratch_, dropout, dres);
     if (ready) ready(layer_offsets_[static_cast<size_t>(l)]);
   }
-  cpu::DropoutKey embed_key = dropout.key;
-  embed_key.site = kEmbeddingSite;
-  cpu::dropout_backward(dres, dres, B, int64_t{s.T} * s.C, dropout.p, embed_key);
-  cpu::embedding_backward(grads_.data() + table_.get("embed.token.weight").offset,
-                          grads_.data() + table_.get("embed.position.weight").offset, dres, inputs,
-                          B, s.T, s.C);
+  cpu::dropout_backward(dres, dres, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingSite));
+  cpu::embedding_backward(g + token_embedding_, g + position_embedding_, dres, inputs, B, s.T, s.C);
   if (ready) ready(0);
 }
 

@@ -68,8 +68,6 @@ class GptModel {
   BlockShape shape(int B) const;
   BlockDropout dropout_for(const BatchPosition& position, bool training) const;
   const BlockActivations<T>& activations(int layer) const;
-  const T* head_weight() const;
-  T* head_grad();
 
   ModelConfig config_;
   ParamTable table_;
@@ -79,6 +77,8 @@ class GptModel {
   std::vector<BlockTensors<const T*>> layer_params_;
   std::vector<BlockTensors<T*>> layer_grads_;
   std::vector<int64_t> layer_offsets_;  // first element of each block's tensors
+  // Offsets of the tensors outside the blocks; the head is the token embedding when tied.
+  int64_t token_embedding_, position_embedding_, final_norm_weight_, final_norm_bias_, head_;
 
   // Activations: the residual stream at every block boundary, each block's saved tensors (one set
   // reused by every block under recompute), the final norm and the logits.

@@ -28,6 +28,7 @@ void ParamTable::add(std::string name, std::vector<int64_t> shape, Init init, do
                      int layer) {
   ParamSpec spec{std::move(name), std::move(shape), init, std, decay, layer, buffer_size_};
   buffer_size_ += (spec.numel() + kAlign - 1) / kAlign * kAlign;
+  index_.emplace(spec.name, specs_.size());
   specs_.push_back(std::move(spec));
 }
 
@@ -60,9 +61,8 @@ ParamTable::ParamTable(const ModelConfig& m) {
 }
 
 const ParamSpec& ParamTable::get(std::string_view name) const {
-  for (const auto& spec : specs_) {
-    if (spec.name == name) return spec;
-  }
+  const auto it = index_.find(std::string(name));
+  if (it != index_.end()) return specs_[it->second];
   fatal(__FILE__, __LINE__, "get(name)", "no parameter named " + std::string(name));
 }
 

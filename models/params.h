@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "src/config/config.h"
@@ -41,6 +42,7 @@ class ParamTable {
   void add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay, int layer);
 
   std::vector<ParamSpec> specs_;
+  std::unordered_map<std::string, size_t> index_;  // name -> position in specs_
   int64_t buffer_size_ = 0;
 };
 
