@@ -66,6 +66,7 @@ std::vector<Step> zb1_order(int stage, int stages, int micro) {
     std::vector<Step> main;  // F and B-input in 1F1B order
     size_t next = 0;
     int weights_done = 0, forwards_done = 0;
+    std::vector<int> inputs_done;  // micro-batches whose input-gradient part is done, in order
     std::vector<Step> order;
   };
   std::vector<Lane> lanes(static_cast<size_t>(stages));
@@ -78,33 +79,29 @@ std::vector<Step> zb1_order(int stage, int stages, int micro) {
   // Finish times (end of the unit slot) of F and B-input per (stage, micro-batch); -1: not yet.
   std::vector<int> f_done(static_cast<size_t>(stages * micro), -1), b_done(f_done.size(), -1);
   auto idx = [micro](int s, int mb) { return static_cast<size_t>(s * micro + mb); };
+  auto done_by = [&](const std::vector<int>& finish, int s, int mb, int t) {
+    const int at = finish[idx(s, mb)];
+    return at >= 0 && at <= t;
+  };
   int remaining = stages * micro * 3;
   for (int t = 0; remaining > 0; ++t) {
     for (int s = 0; s < stages; ++s) {
       Lane& lane = lanes[static_cast<size_t>(s)];
-      const int b_count = static_cast<int>(std::count_if(lane.order.begin(), lane.order.end(),
-                                                         [](const Step& x) { return x.op == Op::kBInput; }));
-      const bool weight_pending = lane.weights_done < b_count;
+      const bool weight_pending = lane.weights_done < static_cast<int>(lane.inputs_done.size());
       std::optional<Step> pick;
       if (lane.next < lane.main.size()) {
         const Step& n = lane.main[lane.next];
         bool ready;
         if (n.op == Op::kF) {
-          ready = s == 0 || (f_done[idx(s - 1, n.mb)] >= 0 && f_done[idx(s - 1, n.mb)] <= t);
+          ready = s == 0 || done_by(f_done, s - 1, n.mb, t);
         } else {
-          ready = s == stages - 1 ? f_done[idx(s, n.mb)] >= 0 && f_done[idx(s, n.mb)] <= t
-                                  : b_done[idx(s + 1, n.mb)] >= 0 && b_done[idx(s + 1, n.mb)] <= t;
+          ready = s == stages - 1 ? done_by(f_done, s, n.mb, t) : done_by(b_done, s + 1, n.mb, t);
         }
         const bool memory_full = n.op == Op::kF && lane.forwards_done - lane.weights_done >= 2 * stages - s - 1;
         if (ready && !(memory_full && weight_pending)) pick = n;
       }
-      if (!pick && weight_pending) {
-        // The oldest micro-batch whose input gradient is done.
-        int seen = 0;
-        for (const Step& x : lane.order) {
-          if (x.op == Op::kBInput && seen++ == lane.weights_done) pick = Step{Op::kBWeight, x.mb, 0};
-          if (pick) break;
-        }
+      if (!pick && weight_pending) {  // the oldest micro-batch whose input gradient is done
+        pick = Step{Op::kBWeight, lane.inputs_done[static_cast<size_t>(lane.weights_done)], 0};
       }
       if (!pick) continue;
       if (pick->op == Op::kF) {
@@ -113,6 +110,7 @@ std::vector<Step> zb1_order(int stage, int stages, int micro) {
         ++lane.next;
       } else if (pick->op == Op::kBInput) {
         b_done[idx(s, pick->mb)] = t + 1;
+        lane.inputs_done.push_back(pick->mb);
         ++lane.next;
       } else {
         ++lane.weights_done;
