@@ -11,11 +11,7 @@ cd "$(dirname "$0")/.."
 layers=128 d_model=128 heads=2 seq_len=128 batch=8 threads=2 steps=8 reps=3 vocab=256
 source bench/common.sh
 parse_options "layers d_model heads seq_len batch threads steps reps" "$@"
-[ -x build/kilolayer ] && [ -x build/kl_sgemm_peak ] || ./launch/build.sh >/dev/null
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-build/kilolayer data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
+prepare_workdir
 cat >"$work/bench.ini" <<INI
 [model]
 layers = $layers
@@ -30,9 +26,7 @@ global_batch = $batch
 micro_batch = $batch
 eval_every = 0
 eval_batches = 1
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
+$data_ini
 [run]
 dir = $work/run
 threads = $threads

@@ -10,10 +10,7 @@ cd "$(dirname "$0")/.."
 layers=32 d_model=128 batch=4 steps=12 bucket_mb=4 reps=3
 source bench/common.sh
 parse_options "layers d_model batch steps bucket_mb reps" "$@"
-[ -x build/kilolayer ] || ./launch/build.sh >/dev/null
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-build/kilolayer data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
+prepare_workdir
 cat >"$work/bench.ini" <<INI
 [model]
 layers = $layers
@@ -25,9 +22,7 @@ steps = $steps
 micro_batch = $batch
 eval_every = 0
 eval_batches = 1
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
+$data_ini
 [parallel]
 bucket_mb = $bucket_mb
 [run]
@@ -37,7 +32,7 @@ mpirun=(mpirun --oversubscribe --allow-run-as-root --bind-to core)
 # field NAME KEY: median of KEY over the steps after the first
 field() { tail -n +2 "$work/$1/metrics.jsonl" | sed "s/.*\"$2\":\([^,}]*\).*/\1/" | median; }
 
-one=() two=() hidden=() waits_on=() waits_off=()
+one=() two=() hidden=()
 for rep in $(seq "$reps"); do
   "${mpirun[@]}" -np 1 build/kilolayer train --config "$work/bench.ini" --train.global_batch="$batch" \
     --run.dir="$work/dp1" >/dev/null
@@ -50,7 +45,7 @@ for rep in $(seq "$reps"); do
   h=$(awk -v a="$w_on" -v b="$w_off" 'BEGIN {print 1 - a / b}')
   printf 'rep %d: dp1 %.0f tok/s, dp2 %.0f tok/s, wait overlapped %.4f s, after backward %.4f s, hidden %.1f%%\n' \
     "$rep" "$t1" "$t2" "$w_on" "$w_off" "$(awk -v h="$h" 'BEGIN {print 100 * h}')"
-  one+=("$t1") two+=("$t2") hidden+=("$h") waits_on+=("$w_on") waits_off+=("$w_off")
+  one+=("$t1") two+=("$t2") hidden+=("$h")
 done
 t1=$(printf '%s\n' "${one[@]}" | median) t2=$(printf '%s\n' "${two[@]}" | median)
 h=$(printf '%s\n' "${hidden[@]}" | median)
