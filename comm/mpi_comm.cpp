@@ -117,12 +117,14 @@ void MpiComm::all_reduce_sum(std::span<double> values) {
 }
 
 GridComms make_grid_comms(const Grid& grid) {
-  GridComms comms{grid, {}, MpiComm::world(), nullptr, nullptr};
+  GridComms comms{grid, {}, MpiComm::world(), nullptr, nullptr, nullptr};
   KL_CHECK(comms.world->size() == grid.size(), "the grid does not match the world size");
   comms.coord = grid.coord(comms.world->rank());
   // Every rank takes part in both splits. Keys keep the grid's order inside each group.
   comms.dp = comms.world->split(comms.coord.pp, comms.coord.dp);
   comms.pp = comms.world->split(comms.coord.dp, comms.coord.pp);
+  const bool ends = comms.coord.pp == 0 || comms.coord.pp == grid.pp() - 1;
+  comms.embedding = comms.pp->split(ends ? 0 : 1 + comms.coord.pp, comms.coord.pp);
   return comms;
 }
 

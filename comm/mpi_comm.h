@@ -44,11 +44,12 @@ class MpiComm final : public Comm {
   int rank_ = 0, size_ = 1;
 };
 
-// The communicators a rank needs for the grid: its data-parallel group and its pipeline.
+// The communicators a rank needs for the grid: its data-parallel group, its pipeline, and the
+// first and last stage of its pipeline (which share a tied embedding; other stages: alone).
 struct GridComms {
   Grid grid;
   GridCoord coord;
-  std::unique_ptr<MpiComm> world, dp, pp;
+  std::unique_ptr<MpiComm> world, dp, pp, embedding;
 };
 // Collective over MPI_COMM_WORLD, whose size must equal grid.size().
 GridComms make_grid_comms(const Grid& grid);

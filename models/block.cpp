@@ -96,30 +96,68 @@ void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>&
 }
 
 template <class T>
+int64_t BlockOutputGrads<T>::size(const BlockShape& s) {
+  return s.tokens() * (7 * int64_t{s.C} + s.F);
+}
+
+template <class T>
+BlockOutputGrads<T> BlockOutputGrads<T>::carve(T* m, const BlockShape& s) {
+  const int64_t N = s.tokens();
+  auto take = [&m](int64_t n) { T* p = m; m += n; return p; };
+  BlockOutputGrads d{};
+  d.mlp_proj = take(N * s.C);
+  d.mlp_fc = take(N * s.F);
+  d.ln2 = take(N * s.C);
+  d.attn_proj = take(N * s.C);
+  d.attn_qkv = take(N * 3 * s.C);
+  d.ln1 = take(N * s.C);
+  return d;
+}
+
+template <class T>
+BlockOutputGrads<T> BlockOutputGrads<T>::in_scratch(const BlockScratch<T>& b) {
+  // Each is consumed before the next one reuses its scratch.
+  return {b.branch, b.dff, b.dnc, b.branch, b.dqkv, b.dnc};
+}
+
+template <class T>
 void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>& w,
                     const BlockTensors<T*>& g, const T* x_in, const BlockActivations<T>& a,
-                    const BlockScratch<T>& scratch, const BlockDropout& dropout, T* dres) {
+                    const BlockScratch<T>& scratch, const BlockDropout& dropout, T* dres,
+                    BackwardPart part, const BlockOutputGrads<T>& d) {
   const int N = static_cast<int>(s.tokens());
   const int64_t row = int64_t{s.T} * s.C;
+  const bool inputs = part != BackwardPart::kWeight;
+  const bool weights = part != BackwardPart::kInput;
+  auto input_grad = [inputs](T* p) { return inputs ? p : nullptr; };
+  auto weight_grad = [weights](T* p) { return weights ? p : nullptr; };
   // MLP branch: dres = dL/dx_out; afterwards dres = dL/dx_mid.
-  cpu::dropout_backward(scratch.branch, dres, s.B, row, dropout.p, dropout.at(mlp_site(layer)));
-  cpu::linear_backward(scratch.dff, g.fc2_w, g.fc2_b, scratch.branch, a.gelu, w.fc2_w, N, s.F, s.C);
-  cpu::gelu_backward(scratch.dff, a.fc, scratch.dff, s.tokens() * s.F);
-  cpu::linear_backward(scratch.dnc, g.fc_w, g.fc_b, scratch.dff, a.ln2, w.fc_w, N, s.C, s.F);
-  cpu::layernorm_backward(dres, g.ln2_w, g.ln2_b, scratch.dnc, a.x_mid, w.ln2_w, a.ln2_mean,
-                          a.ln2_rstd, N, s.C);
-  // Attention branch: afterwards dres = dL/dx_in.
-  cpu::dropout_backward(scratch.branch, dres, s.B, row, dropout.p, dropout.at(attn_site(layer)));
-  cpu::linear_backward(scratch.dnc, g.proj_w, g.proj_b, scratch.branch, a.att, w.proj_w, N, s.C, s.C);
-  cpu::attention_backward(scratch.dqkv, scratch.dprobs, scratch.dnc, a.qkv, a.probs, s.B, s.T, s.C, s.NH);
-  cpu::linear_backward(scratch.dnc, g.qkv_w, g.qkv_b, scratch.dqkv, a.ln1, w.qkv_w, N, s.C, 3 * s.C);
-  cpu::layernorm_backward(dres, g.ln1_w, g.ln1_b, scratch.dnc, x_in, w.ln1_w, a.ln1_mean,
-                          a.ln1_rstd, N, s.C);
+  if (inputs) cpu::dropout_backward(d.mlp_proj, dres, s.B, row, dropout.p, dropout.at(mlp_site(layer)));
+  cpu::linear_backward(input_grad(d.mlp_fc), weight_grad(g.fc2_w), weight_grad(g.fc2_b), d.mlp_proj,
+                       a.gelu, w.fc2_w, N, s.F, s.C);
+  if (inputs) cpu::gelu_backward(d.mlp_fc, a.fc, d.mlp_fc, s.tokens() * s.F);
+  cpu::linear_backward(input_grad(d.ln2), weight_grad(g.fc_w), weight_grad(g.fc_b), d.mlp_fc, a.ln2,
+                       w.fc_w, N, s.C, s.F);
+  cpu::layernorm_backward(input_grad(dres), weight_grad(g.ln2_w), weight_grad(g.ln2_b), d.ln2, a.x_mid,
+                          w.ln2_w, a.ln2_mean, a.ln2_rstd, N, s.C);
+  // Attention branch: afterwards dres = dL/dx_in. The attention output's gradient has no weight to
+  // feed, so it stays in scratch.
+  if (inputs) cpu::dropout_backward(d.attn_proj, dres, s.B, row, dropout.p, dropout.at(attn_site(layer)));
+  cpu::linear_backward(input_grad(scratch.dnc), weight_grad(g.proj_w), weight_grad(g.proj_b),
+                       d.attn_proj, a.att, w.proj_w, N, s.C, s.C);
+  if (inputs) {
+    cpu::attention_backward(d.attn_qkv, scratch.dprobs, scratch.dnc, a.qkv, a.probs, s.B, s.T, s.C, s.NH);
+  }
+  cpu::linear_backward(input_grad(d.ln1), weight_grad(g.qkv_w), weight_grad(g.qkv_b), d.attn_qkv, a.ln1,
+                       w.qkv_w, N, s.C, 3 * s.C);
+  cpu::layernorm_backward(input_grad(dres), weight_grad(g.ln1_w), weight_grad(g.ln1_b), d.ln1, x_in,
+                          w.ln1_w, a.ln1_mean, a.ln1_rstd, N, s.C);
 }
 
 #define KL_INSTANTIATE(T)                                                                        \
   template struct BlockActivations<T>;                                                          \
   template struct BlockScratch<T>;                                                              \
+  template struct BlockOutputGrads<T>;                                                          \
   template BlockTensors<const T*> block_tensors<const T*>(const ParamTable&, const T*, int);    \
   template BlockTensors<T*> block_tensors<T*>(const ParamTable&, T*, int);                      \
   template void block_forward<T>(const BlockShape&, int, const BlockTensors<const T*>&, const T*, \
@@ -127,7 +165,8 @@ void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>
                                  const BlockDropout&);                                           \
   template void block_backward<T>(const BlockShape&, int, const BlockTensors<const T*>&,        \
                                   const BlockTensors<T*>&, const T*, const BlockActivations<T>&, \
-                                  const BlockScratch<T>&, const BlockDropout&, T*);
+                                  const BlockScratch<T>&, const BlockDropout&, T*, BackwardPart, \
+                                  const BlockOutputGrads<T>&);
 KL_INSTANTIATE(float)
 KL_INSTANTIATE(double)
 #undef KL_INSTANTIATE

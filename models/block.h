@@ -50,8 +50,29 @@ struct BlockScratch {
   static BlockScratch carve(T* memory, const BlockShape& s);
 };
 
+// The gradients of each parametrised op's output in a block's backward pass. The full backward
+// pass keeps them in scratch (in_scratch); the zero-bubble schedule runs the input half first,
+// which leaves them in memory of their own (carve), and the weight half later reads them there.
+template <class T>
+struct BlockOutputGrads {
+  T* mlp_proj;   // [N,C]
+  T* mlp_fc;     // [N,F] (after GELU's backward: the gradient of the fc output)
+  T* ln2;        // [N,C]
+  T* attn_proj;  // [N,C]
+  T* attn_qkv;   // [N,3C]
+  T* ln1;        // [N,C]
+  static int64_t size(const BlockShape& s);
+  static BlockOutputGrads carve(T* memory, const BlockShape& s);
+  static BlockOutputGrads in_scratch(const BlockScratch<T>& scratch);
+};
+
+// Which part of a block's backward pass to run: all of it, the input gradient only (dres, and the
+// output gradients left in BlockOutputGrads), or the parameter gradients only (from those).
+enum class BackwardPart { kAll, kInput, kWeight };
+
 // Dropout for block `layer`: sites 1 + 2 layer (attention) and 2 + 2 layer (MLP); site 0 is the
 // embedding's.
+inline constexpr uint32_t kEmbeddingDropoutSite = 0;
 struct BlockDropout {
   double p = 0.0;
   cpu::DropoutKey key;  // the batch position; the site is chosen per dropout with at()
@@ -69,10 +90,12 @@ void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>&
                    const BlockDropout& dropout);
 
 // dres holds dL/dx_out on entry and dL/dx_in on return (the residual stream's gradient flows
-// through the identity path untouched and each branch adds its share).
+// through the identity path untouched and each branch adds its share). With kWeight, dres is not
+// touched and `d` must hold what a kInput pass left there.
 template <class T>
 void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>& w,
                     const BlockTensors<T*>& grad, const T* x_in, const BlockActivations<T>& a,
-                    const BlockScratch<T>& scratch, const BlockDropout& dropout, T* dres);
+                    const BlockScratch<T>& scratch, const BlockDropout& dropout, T* dres,
+                    BackwardPart part, const BlockOutputGrads<T>& d);
 
 }  // namespace kl

@@ -7,10 +7,6 @@
 
 namespace kl {
 
-namespace {
-constexpr uint32_t kEmbeddingSite = 0;
-}
-
 template <class T>
 GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute,
                       int64_t buffer_multiple)
@@ -85,7 +81,7 @@ double GptModel<T>::forward(const int32_t* inputs, const int32_t* targets, int B
   const T* p = params_.data();
   T* x = residual_.data();
   cpu::embedding_forward(x, inputs, p + token_embedding_, p + position_embedding_, B, s.T, s.C);
-  cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingSite));
+  cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingDropoutSite));
   for (int l = 0; l < config_.layers; ++l) {
     block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
                   activations(l), scratch_, dropout);
@@ -127,10 +123,11 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
                     activations(l), scratch_, dropout);
     }
     block_backward(s, l, layer_params_[static_cast<size_t>(l)], layer_grads_[static_cast<size_t>(l)],
-                   x + l * NC, activations(l), scratch_, dropout, dres);
+                   x + l * NC, activations(l), scratch_, dropout, dres, BackwardPart::kAll,
+                   BlockOutputGrads<T>::in_scratch(scratch_));
     if (ready) ready(layer_offsets_[static_cast<size_t>(l)]);
   }
-  cpu::dropout_backward(dres, dres, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingSite));
+  cpu::dropout_backward(dres, dres, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingDropoutSite));
   cpu::embedding_backward(g + token_embedding_, g + position_embedding_, dres, inputs, B, s.T, s.C);
   if (ready) ready(0);
 }

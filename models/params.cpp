@@ -32,15 +32,25 @@ void ParamTable::add(std::string name, std::vector<int64_t> shape, Init init, do
   specs_.push_back(std::move(spec));
 }
 
-ParamTable::ParamTable(const ModelConfig& m) {
+namespace {
+std::vector<int> all_layers(int layers) {
+  std::vector<int> all(static_cast<size_t>(layers));
+  for (int l = 0; l < layers; ++l) all[static_cast<size_t>(l)] = l;
+  return all;
+}
+}  // namespace
+
+ParamTable::ParamTable(const ModelConfig& m) : ParamTable(m, all_layers(m.layers), true, true) {}
+
+ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, bool first, bool last) {
   const int64_t C = m.d_model, F = m.ff_width(), V = m.vocab, T = m.seq_len;
   // GPT-2: each branch's output projection starts smaller, so that the residual stream's variance
   // does not grow with depth (2 branches per block).
   const double proj_std = kInitStd / std::sqrt(2.0 * m.layers);
   // Weight decay on every matrix (Linear weights and embeddings), none on biases and LayerNorm.
-  add("embed.token.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
-  add("embed.position.weight", {T, C}, Init::kNormal, kInitStd, true, -1);
-  for (int l = 0; l < m.layers; ++l) {
+  if (first || (last && m.tie_embeddings)) add("embed.token.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
+  if (first) add("embed.position.weight", {T, C}, Init::kNormal, kInitStd, true, -1);
+  for (int l : layers) {
     const std::string p = layer_prefix(l);
     add(p + "ln1.weight", {C}, Init::kOnes, 0, false, l);
     add(p + "ln1.bias", {C}, Init::kZeros, 0, false, l);
@@ -55,14 +65,19 @@ ParamTable::ParamTable(const ModelConfig& m) {
     add(p + "mlp.proj.weight", {C, F}, Init::kNormal, proj_std, true, l);
     add(p + "mlp.proj.bias", {C}, Init::kZeros, 0, false, l);
   }
+  if (!last) return;
   add("final_norm.weight", {C}, Init::kOnes, 0, false, -1);
   add("final_norm.bias", {C}, Init::kZeros, 0, false, -1);
   if (!m.tie_embeddings) add("head.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
 }
 
-const ParamSpec& ParamTable::get(std::string_view name) const {
+const ParamSpec* ParamTable::find(std::string_view name) const {
   const auto it = index_.find(std::string(name));
-  if (it != index_.end()) return specs_[it->second];
+  return it == index_.end() ? nullptr : &specs_[it->second];
+}
+
+const ParamSpec& ParamTable::get(std::string_view name) const {
+  if (const ParamSpec* spec = find(name)) return *spec;
   fatal(__FILE__, __LINE__, "get(name)", "no parameter named " + std::string(name));
 }
 

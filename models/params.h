@@ -29,10 +29,17 @@ struct ParamSpec {
 
 class ParamTable {
  public:
+  // The whole model.
   explicit ParamTable(const ModelConfig& config);
+  // One pipeline stage's share, under the same global names: the blocks `layers` (ascending), the
+  // embeddings when `first`, the final norm and head when `last`. With tied embeddings the last
+  // stage holds the token embedding too (as its head); the two copies are kept equal by summing
+  // their gradients every step.
+  ParamTable(const ModelConfig& config, const std::vector<int>& layers, bool first, bool last);
 
   const std::vector<ParamSpec>& specs() const { return specs_; }
-  const ParamSpec& get(std::string_view name) const;  // KL_CHECKs that it exists
+  const ParamSpec& get(std::string_view name) const;   // KL_CHECKs that it exists
+  const ParamSpec* find(std::string_view name) const;  // null when absent
   int64_t buffer_size() const { return buffer_size_; }  // elements, with alignment padding
   int64_t parameter_count() const;                      // N, the model's parameters
 

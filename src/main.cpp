@@ -63,7 +63,8 @@ int run_train(std::vector<std::string> args) {
   const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config.parallel.dp, config.parallel.pp));
   const bool leader = comms.world->rank() == 0;
   std::ostream silent(nullptr);
-  const kl::TrainSummary summary = kl::train(config, *comms.dp, leader ? std::cout : silent);
+  const kl::TrainSummary summary =
+      kl::train(config, kl::TrainComms{*comms.dp, *comms.pp, *comms.embedding}, leader ? std::cout : silent);
   if (leader) {
     std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
                 summary.final_val_loss, summary.unigram_entropy);

@@ -57,7 +57,8 @@ expect_error "wrong type" "model.layers" -- "$bin" train --config "$work/type.in
 expect_error "negative value" "train.steps" -- "$bin" train --config "$work/ok.ini" --train.steps=-3
 expect_error "heads do not divide" "model.heads" -- "$bin" train --config "$work/heads.ini"
 expect_error "layout vs world size" "parallel.dp" -- "$bin" train --config "$work/ok.ini" --parallel.dp=2
-expect_error "pipeline not yet" "parallel.pp" -- "$bin" train --config "$work/ok.ini" --parallel.pp=2
+expect_error "pipeline larger than the world" "parallel.pp" -- "$bin" train --config "$work/ok.ini" --parallel.pp=2
+expect_error "bad stage split" "parallel.stage_layers" -- "$bin" train --config "$work/ok.ini" --parallel.pp=2 --parallel.stage_layers=1,1,1
 expect_error "bad zero stage" "parallel.zero" -- "$bin" train --config "$work/ok.ini" --parallel.zero=3
 expect_error "batch not divisible over dp" "train.global_batch" -- "$bin" train --config "$work/ok.ini" --train.global_batch=3 --train.micro_batch=2
 expect_error "truncated shard" "truncated" -- "$bin" train --config "$work/ok.ini" --data.train="$work/truncated.bin"

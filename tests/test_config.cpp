@@ -83,6 +83,38 @@ TEST(Config, InconsistentValuesAreNamed) {
   EXPECT_NE(error_of("[model]\nlayers = 2\n[parallel]\npp = 4\n").find("parallel.pp"), std::string::npos);
 }
 
+TEST(Config, PipelineKeysAreChecked) {
+  EXPECT_NE(error_of("[parallel]\nschedule = zigzag\n").find("parallel.schedule"), std::string::npos);
+  EXPECT_NE(error_of("[parallel]\nvirtual = 2\n").find("parallel.virtual"), std::string::npos);
+  EXPECT_NE(error_of("[parallel]\nvirtual = 0\nschedule = interleaved\n").find("parallel.virtual"), std::string::npos);
+  // 12 layers cannot fill 4 x 4 chunks.
+  EXPECT_NE(error_of("[parallel]\npp = 4\nvirtual = 4\nschedule = interleaved\n").find("parallel.virtual"),
+            std::string::npos);
+  for (const char* bad : {"4,4,3", "4,4,4,x", "6,6,0,0", "4,,4,4", "3,3,3,4"}) {
+    const std::string text = std::string("[parallel]\npp = 4\nstage_layers = ") + bad + "\n";
+    EXPECT_NE(error_of(text).find("parallel.stage_layers"), std::string::npos) << bad;
+  }
+  const Config c = load_config("", {"--parallel.pp=4", "--parallel.stage_layers=2,4,4,2"});
+  EXPECT_EQ(stage_layer_counts(c), (std::vector<int>{2, 4, 4, 2}));
+  EXPECT_TRUE(stage_layer_counts(load_config("", {})).empty());
+}
+
+TEST(Config, InterleavedNeedsMicroBatchesAMultipleOfStages) {
+  // 8 sequences in micro-batches of 2: 4 micro-batches, not a multiple of 3 stages.
+  const Config c = load_config("", {"--parallel.pp=3", "--parallel.schedule=interleaved", "--parallel.virtual=2",
+                                    "--train.global_batch=8", "--train.micro_batch=2"});
+  try {
+    check_layout(c, 3);
+    FAIL() << "expected a layout error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("parallel.pp"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(check_layout(load_config("", {"--parallel.pp=2", "--parallel.schedule=interleaved",
+                                                "--parallel.virtual=2", "--train.global_batch=8",
+                                                "--train.micro_batch=2"}),
+                               2));
+}
+
 TEST(Config, DuplicateKeyAndMissingFile) {
   EXPECT_NE(error_of("[model]\nlayers = 2\nlayers = 3\n").find("model.layers"), std::string::npos);
   EXPECT_THROW(load_config("/nonexistent/kl.ini", {}), UserError);

@@ -2,6 +2,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -139,6 +140,12 @@ class OptionTable {
 
     add("parallel.dp", &c.parallel.dp, "data-parallel ranks", at_least(1));
     add("parallel.pp", &c.parallel.pp, "pipeline stages", at_least(1));
+    add("parallel.schedule", &c.parallel.schedule,
+        "pipeline schedule: gpipe | 1f1b | interleaved | zb1", one_of({"gpipe", "1f1b", "interleaved", "zb1"}));
+    add("parallel.virtual", &c.parallel.virtual_chunks,
+        "model chunks per pipeline stage (interleaved schedule)", between(1, 64));
+    add("parallel.stage_layers", &c.parallel.stage_layers,
+        "blocks per pipeline chunk in order, e.g. 5,4,4,3 (empty: balanced by a FLOP cost model)");
     add("parallel.recompute", &c.parallel.recompute,
         "activation recomputation: none | block (keep only each block's input)",
         one_of({"none", "block"}));
@@ -180,6 +187,15 @@ void check_consistency(const Config& c) {
     fail("model.layers = " + to_text(c.model.layers) + " is smaller than parallel.pp = " +
          to_text(c.parallel.pp));
   }
+  if (c.parallel.virtual_chunks > 1 && c.parallel.schedule != "interleaved") {
+    fail("parallel.virtual = " + to_text(c.parallel.virtual_chunks) +
+         " needs parallel.schedule = interleaved (got " + c.parallel.schedule + ")");
+  }
+  if (c.model.layers < c.parallel.pp * c.parallel.virtual_chunks) {
+    fail("model.layers = " + to_text(c.model.layers) + " is smaller than parallel.pp x parallel.virtual = " +
+         to_text(c.parallel.pp * c.parallel.virtual_chunks) + " (every chunk needs a block)");
+  }
+  stage_layer_counts(c);
   const int64_t tokens_per_micro = int64_t{c.train.micro_batch} * c.model.seq_len;
   if (tokens_per_micro * std::max(c.model.vocab, c.model.ff_width()) > (int64_t{1} << 40)) {
     fail("train.micro_batch x model.seq_len is too large for one forward pass");
@@ -228,10 +244,41 @@ void check_layout(const Config& c, int world_size) {
                     " is not divisible by parallel.dp x train.micro_batch = " +
                     to_text(c.parallel.dp * c.train.micro_batch));
   }
-  if (c.parallel.pp > 1) {
-    throw UserError("config: parallel.pp = " + to_text(c.parallel.pp) +
-                    ": pipeline parallelism is not implemented yet (use parallel.pp = 1)");
+  const int micro_batches = c.micro_batches();
+  if (c.parallel.schedule == "interleaved" && micro_batches % c.parallel.pp != 0) {
+    throw UserError("config: parallel.schedule = interleaved needs the micro-batches per step (" +
+                    to_text(micro_batches) + " = train.global_batch / (parallel.dp x train.micro_batch)) "
+                    "to be a multiple of parallel.pp = " + to_text(c.parallel.pp));
   }
+}
+
+std::vector<int> stage_layer_counts(const Config& c) {
+  std::vector<int> counts;
+  const std::string& text = c.parallel.stage_layers;
+  if (text.empty()) return counts;
+  const int chunks = c.parallel.pp * c.parallel.virtual_chunks;
+  auto fail = [&](const std::string& why) {
+    throw UserError("config: parallel.stage_layers = " + text + ": " + why);
+  };
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    int value = 0;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (item.empty() || error != std::errc() || end != item.data() + item.size() || value < 1) {
+      fail("'" + item + "' is not a positive integer");
+    }
+    counts.push_back(value);
+    start = comma + 1;
+  }
+  int64_t sum = 0;
+  for (int n : counts) sum += n;
+  if (static_cast<int>(counts.size()) != chunks || sum != c.model.layers) {
+    fail("needs " + to_text(chunks) + " counts (parallel.pp x parallel.virtual) adding up to model.layers = " +
+         to_text(c.model.layers) + ", got " + to_text(counts.size()) + " adding up to " + to_text(sum));
+  }
+  return counts;
 }
 
 std::string Config::to_ini() const {

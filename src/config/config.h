@@ -48,6 +48,9 @@ struct DataConfig {
 struct ParallelConfig {
   int dp = 1;
   int pp = 1;
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb1 (pipeline order, pp > 1)
+  int virtual_chunks = 1;         // parallel.virtual: model chunks per stage (interleaved)
+  std::string stage_layers;       // "" (balanced by FLOPs) or blocks per chunk: "5,4,4,3"
   std::string recompute = "none";  // none | block
   double bucket_mb = 4.0;          // gradient all-reduce bucket size
   bool overlap = true;             // start each bucket's reduction during the backward pass
@@ -64,6 +67,9 @@ struct RunConfig {
 };
 
 struct Config {
+  // Micro-batches of one optimizer step on one data-parallel rank (what a pipeline schedules).
+  int micro_batches() const { return train.global_batch / (parallel.dp * train.micro_batch); }
+
   ModelConfig model;
   TrainConfig train;
   DataConfig data;
@@ -81,6 +87,11 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
 
 // Checks that need the job's shape (world size): dp * pp must equal it.
 void check_layout(const Config& config, int world_size);
+
+// parallel.stage_layers as numbers (empty when unset). Throws UserError naming the key unless it is
+// a comma-separated list of positive integers, one per chunk (pp x virtual), adding up to
+// model.layers.
+std::vector<int> stage_layer_counts(const Config& config);
 
 // The --help text: every option, its default and what it means.
 std::string options_help();

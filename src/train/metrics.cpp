@@ -32,6 +32,16 @@ void MetricsWriter::write(const StepMetrics& m) {
                      ",\"compute_s\":" + number(m.compute_s) + ",\"comm_wait_s\":" + number(m.comm_wait_s) +
                      ",\"bytes_reduced\":" + std::to_string(m.bytes_reduced);
   if (m.val_loss) line += ",\"val_loss\":" + number(*m.val_loss);
+  if (m.pipeline) {
+    auto list = [&number](const std::vector<double>& values) {
+      std::string out = "[";
+      for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + number(values[i]);
+      return out + "]";
+    };
+    line += ",\"bubble\":" + number(m.pipeline->bubble) + ",\"bubble_theory\":" + number(m.pipeline->bubble_theory) +
+            ",\"stage_wait_s\":" + list(m.pipeline->stage_wait_s) +
+            ",\"stage_activation_mb\":" + list(m.pipeline->stage_activation_mb);
+  }
   line += "}\n";
   if (std::fputs(line.c_str(), file_) < 0 || std::fflush(file_) != 0) {
     throw UserError("cannot write " + path_ + ": " + std::strerror(errno));

@@ -5,8 +5,17 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kl {
+
+// Pipeline parallelism's part of a step, gathered from every stage.
+struct PipelineMetrics {
+  double bubble = 0;         // mean over stages of (time blocked on point-to-point) / step time
+  double bubble_theory = 0;  // the schedule's formula (src/pipeline/schedule.h)
+  std::vector<double> stage_wait_s;         // per stage: blocked on point-to-point
+  std::vector<double> stage_activation_mb;  // per stage: activation buffers held at the peak
+};
 
 struct StepMetrics {
   int64_t step = 0;  // 1-based: the number of optimizer steps done
@@ -15,6 +24,7 @@ struct StepMetrics {
   double comm_wait_s = 0;    // time blocked on gradient reductions (what overlap did not hide)
   int64_t bytes_reduced = 0;  // gradient bytes this rank reduced (reduce-scattered + gathered)
   std::optional<double> val_loss;
+  std::optional<PipelineMetrics> pipeline;
 };
 
 class MetricsWriter {

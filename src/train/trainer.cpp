@@ -13,11 +13,15 @@
 #include <ostream>
 
 #include "comm/grad_reducer.h"
+#include "comm/solo_comm.h"
 #include "models/gpt.h"
 #include "src/data/dataset.h"
 #include "src/kernels/cpu/ops.h"
+#include "src/pipeline/pipeline_worker.h"
+#include "src/pipeline/schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/optimizer.h"
+#include "src/train/worker.h"
 #include "src/util/error.h"
 
 namespace kl {
@@ -35,41 +39,100 @@ void write_file(const std::filesystem::path& path, const void* data, size_t byte
   if (!out.flush()) throw UserError("cannot write " + path.string());
 }
 
-// One rank's share of training: the model, its optimizer (over all parameters, or over this rank's
-// 1/dp shard under ZeRO-1) and the gradient reduction over the data-parallel group.
-class RankTrainer {
+// The whole model on one rank: this rank's share of each global batch in micro-batches.
+class GptWorker final : public Worker {
  public:
-  RankTrainer(const Config& c, Comm& dp)
+  GptWorker(const Config& c, const Comm& dp)
       : c_(c),
-        dp_(dp),
-        zero_(c.parallel.zero == 1 && dp.size() > 1),
+        dp_rank_(dp.rank()),
+        per_rank_(c.train.global_batch / dp.size()),
         model_(c.model, c.train.micro_batch, c.parallel.recompute == "block", dp.size()),
-        shard_(shard_of(static_cast<int64_t>(model_.params().size()))),
-        optimizer_(model_.table(), c.train, shard_.begin, shard_.end),
-        grad_shard_(zero_ ? static_cast<size_t>(shard_.end - shard_.begin) : 0),
         inputs_(static_cast<size_t>(c.train.micro_batch) * c.model.seq_len),
         targets_(inputs_.size()) {
     model_.init(static_cast<uint64_t>(c.train.seed));
-    if (dp.size() > 1 && !zero_) {
+  }
+
+  const ParamTable& table() const override { return model_.table(); }
+  std::span<float> params() override { return model_.params(); }
+  std::span<float> grads() override { return model_.grads(); }
+  std::string describe() const override { return "whole model"; }
+  std::vector<float> global_params() override { return {model_.params().begin(), model_.params().end()}; }
+
+  // Rank r takes samples [r G/dp, (r+1) G/dp) of the step. Only the last micro-batch's backward
+  // reports to `ready`: the gradients are final only then.
+  StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) override {
+    const int micro_steps = per_rank_ / c_.train.micro_batch;
+    const auto seed = static_cast<uint64_t>(c_.train.seed);
+    const double loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
+    model_.zero_grads();
+    StepWork work;
+    for (int micro = 0; micro < micro_steps; ++micro) {
+      const int64_t first = int64_t{dp_rank_} * per_rank_ + int64_t{micro} * c_.train.micro_batch;
+      data.training_batch(seed, step, first, c_.train.micro_batch, inputs_.data(), targets_.data());
+      const bool last = micro == micro_steps - 1;
+      work.loss += model_.forward_backward(inputs_.data(), targets_.data(), c_.train.micro_batch,
+                                           {seed, step, first}, loss_scale, last ? ready : GradientsReady{}) *
+                   c_.train.micro_batch / c_.train.global_batch;
+    }
+    return work;
+  }
+
+  double evaluate_sum(const TokenDataset& val, int64_t begin, int64_t count, int64_t total) override {
+    double sum = 0.0;
+    for (int64_t first = begin; first < begin + count; first += c_.train.micro_batch) {
+      const int n = static_cast<int>(std::min<int64_t>(c_.train.micro_batch, begin + count - first));
+      val.eval_batch(first, n, total, inputs_.data(), targets_.data());
+      sum += model_.evaluate(inputs_.data(), targets_.data(), n) * n;
+    }
+    return sum;
+  }
+
+ private:
+  const Config& c_;
+  int dp_rank_, per_rank_;
+  GptModel<float> model_;
+  std::vector<int32_t> inputs_, targets_;
+};
+
+// One rank's share of training: its worker (the model or a pipeline stage), the optimizer (over
+// all of the worker's parameters, or its 1/dp shard under ZeRO-1) and the gradient reduction over
+// the data-parallel group.
+class RankTrainer {
+ public:
+  RankTrainer(const Config& c, const TrainComms& comms)
+      : c_(c),
+        dp_(comms.dp),
+        pp_(comms.pp),
+        zero_(c.parallel.zero == 1 && dp_.size() > 1),
+        worker_(c.parallel.pp > 1 ? pipeline::make_pipeline_worker(c, comms)
+                                  : std::unique_ptr<Worker>(new GptWorker(c, dp_))),
+        shard_(shard_of(static_cast<int64_t>(worker_->params().size()))),
+        optimizer_(worker_->table(), c.train, shard_.begin, shard_.end),
+        grad_shard_(zero_ ? static_cast<size_t>(shard_.end - shard_.begin) : 0) {
+    if (dp_.size() > 1 && !zero_) {
       const auto bucket = static_cast<int64_t>(c.parallel.bucket_mb * (1 << 20) / sizeof(float));
-      reducer_ = std::make_unique<GradReducer>(dp, model_.grads(), std::max<int64_t>(bucket, 1));
+      reducer_ = std::make_unique<GradReducer>(dp_, worker_->grads(), std::max<int64_t>(bucket, 1));
     }
   }
 
   std::string describe(int threads) const {
     return "kilolayer: " + std::to_string(c_.model.layers) + " layers, d_model " +
-           std::to_string(c_.model.d_model) + ", " + std::to_string(model_.table().parameter_count()) +
-           " parameters, dp " + std::to_string(dp_.size()) + " x " + std::to_string(threads) +
-           " thread(s), recompute " + c_.parallel.recompute + (zero_ ? ", ZeRO-1" : "") +
-           (reducer_ ? ", " + std::to_string(reducer_->buckets()) + " gradient buckets" : "");
+           std::to_string(c_.model.d_model) + ", " + std::to_string(ParamTable(c_.model).parameter_count()) +
+           " parameters, dp " + std::to_string(dp_.size()) + " x pp " + std::to_string(c_.parallel.pp) + " x " +
+           std::to_string(threads) + " thread(s), recompute " + c_.parallel.recompute + (zero_ ? ", ZeRO-1" : "") +
+           (reducer_ ? ", " + std::to_string(reducer_->buckets()) + " gradient buckets" : "") + "; " +
+           worker_->describe();
   }
 
   // One optimizer step (0-based `step`); the metrics lack val_loss.
   StepMetrics step(const TokenDataset& data, int64_t step) {
     const auto start = Clock::now();
-    const double local_loss = accumulate_gradients(data, step);
+    if (reducer_) reducer_->begin();
+    const bool overlap = reducer_ && c_.parallel.overlap;
+    const StepWork work =
+        worker_->step(data, step, overlap ? [this](int64_t offset) { reducer_->ready_from(offset); } : GradientsReady{});
     double comm_wait = reduce_gradients();
-    const double loss = dp_.all_reduce_sum(local_loss);
+    const double loss = dp_.all_reduce_sum(pp_.all_reduce_sum(work.loss));
     const double grad_norm = global_grad_norm();
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
       throw UserError("training diverged at step " + std::to_string(step + 1) + ": loss " +
@@ -82,24 +145,20 @@ class RankTrainer {
     const double step_time = seconds_since(start);
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
     // Bytes each rank puts through its gradient collectives per step.
-    const int64_t bytes = dp_.size() == 1 ? 0 : model_.grads().size_bytes() * (zero_ ? 2 : 1);
-    return {step + 1, loss, lr, grad_norm, tokens / step_time, step_time, step_time - comm_wait,
-            comm_wait, bytes, std::nullopt};
+    const int64_t bytes = dp_.size() == 1 ? 0 : worker_->grads().size_bytes() * (zero_ ? 2 : 1);
+    StepMetrics m{step + 1, loss, lr, grad_norm, tokens / step_time, step_time, step_time - comm_wait,
+                  comm_wait, bytes, std::nullopt, std::nullopt};
+    if (c_.parallel.pp > 1) m.pipeline = pipeline_metrics(work, step_time);
+    return m;
   }
 
   // Mean loss over eval_batches x global_batch validation windows (the same windows every time),
-  // each rank evaluating its contiguous share.
+  // each data-parallel rank evaluating its contiguous share.
   double validation_loss(const TokenDataset& val) {
     const int64_t total = int64_t{c_.train.eval_batches} * c_.train.global_batch;
     const int64_t share = total / dp_.size();
-    const int64_t begin = share * dp_.rank();
-    double sum = 0.0;
-    for (int64_t first = begin; first < begin + share; first += c_.train.micro_batch) {
-      const int count = static_cast<int>(std::min<int64_t>(c_.train.micro_batch, begin + share - first));
-      val.eval_batch(first, count, total, inputs_.data(), targets_.data());
-      sum += model_.evaluate(inputs_.data(), targets_.data(), count) * count;
-    }
-    return dp_.all_reduce_sum(sum) / static_cast<double>(total);
+    const double sum = worker_->evaluate_sum(val, share * dp_.rank(), share, total);
+    return dp_.all_reduce_sum(pp_.all_reduce_sum(sum)) / static_cast<double>(total);
   }
 
   // Every rank of the group must hold the same parameters; a hash of their bits, compared across
@@ -107,7 +166,7 @@ class RankTrainer {
   void check_replicas_agree(int64_t step) {
     if (dp_.size() == 1) return;
     uint64_t hash = 0xCBF29CE484222325ull;
-    for (float x : model_.params()) hash = (hash ^ std::bit_cast<uint32_t>(x)) * 0x100000001B3ull;
+    for (float x : worker_->params()) hash = (hash ^ std::bit_cast<uint32_t>(x)) * 0x100000001B3ull;
     const auto mine = static_cast<double>(hash >> 12);  // 52 bits: exact in a double
     double sums[2] = {mine, mine * mine / 1e30};
     dp_.all_reduce_sum(sums);
@@ -116,7 +175,7 @@ class RankTrainer {
     KL_CHECK(agree, "data-parallel replicas hold different parameters after step " + std::to_string(step));
   }
 
-  std::span<const float> params() const { return model_.params(); }
+  Worker& worker() { return *worker_; }
 
  private:
   struct Shard {
@@ -129,31 +188,7 @@ class RankTrainer {
   }
 
   // The gradients this rank's optimizer uses: all of them, or its reduce-scattered shard.
-  std::span<float> owned_grads() { return zero_ ? std::span<float>(grad_shard_) : model_.grads(); }
-
-  // Forward and backward over this rank's share of the step's global batch: rank r takes samples
-  // [r G/dp, (r+1) G/dp), in micro-batches. Returns the rank's share of the global mean loss.
-  double accumulate_gradients(const TokenDataset& data, int64_t step) {
-    const int per_rank = c_.train.global_batch / dp_.size();
-    const int micro_steps = per_rank / c_.train.micro_batch;
-    const auto seed = static_cast<uint64_t>(c_.train.seed);
-    const double loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
-    const GradientsReady start_buckets = [this](int64_t offset) { reducer_->ready_from(offset); };
-    model_.zero_grads();
-    double loss = 0.0;
-    for (int micro = 0; micro < micro_steps; ++micro) {
-      const int64_t first = int64_t{dp_.rank()} * per_rank + int64_t{micro} * c_.train.micro_batch;
-      data.training_batch(seed, step, first, c_.train.micro_batch, inputs_.data(), targets_.data());
-      const bool last = micro == micro_steps - 1;
-      if (last && reducer_) reducer_->begin();
-      const bool overlap = last && reducer_ && c_.parallel.overlap;
-      loss += model_.forward_backward(inputs_.data(), targets_.data(), c_.train.micro_batch,
-                                      {seed, step, first}, loss_scale,
-                                      overlap ? start_buckets : GradientsReady{}) *
-              c_.train.micro_batch / c_.train.global_batch;
-    }
-    return loss;
-  }
+  std::span<float> owned_grads() { return zero_ ? std::span<float>(grad_shard_) : worker_->grads(); }
 
   // Sums the gradients over the group (each rank's loss scale is 1 / global tokens, so the sum is
   // the global batch's gradient). Returns the seconds spent blocked on it.
@@ -166,40 +201,64 @@ class RankTrainer {
     }
     if (!zero_) return 0.0;
     const auto start = Clock::now();
-    dp_.reduce_scatter_sum(model_.grads(), grad_shard_)->wait();
+    dp_.reduce_scatter_sum(worker_->grads(), grad_shard_)->wait();
     return seconds_since(start);
   }
 
-  // The norm over every gradient element once: each rank holds all of them, or (ZeRO-1) a shard,
-  // and one scalar reduction adds the shards up.
+  // The norm over every gradient element of the model once: each rank holds its stage's, all of
+  // them or (ZeRO-1) a shard, less a tied embedding's second copy; reductions over the stages and,
+  // with shards, over the group add the parts up.
   double global_grad_norm() {
     const auto grads = owned_grads();
-    double norm_sq = cpu::sum_squares(grads.data(), static_cast<int64_t>(grads.size()));
+    auto [skip_begin, skip_end] = worker_->duplicate_range();
+    skip_begin = std::clamp(skip_begin - shard_.begin, int64_t{0}, static_cast<int64_t>(grads.size()));
+    skip_end = std::clamp(skip_end - shard_.begin, skip_begin, static_cast<int64_t>(grads.size()));
+    double norm_sq = cpu::sum_squares(grads.data(), skip_begin) +
+                     cpu::sum_squares(grads.data() + skip_end, static_cast<int64_t>(grads.size()) - skip_end);
     if (zero_) norm_sq = dp_.all_reduce_sum(norm_sq);
-    return std::sqrt(norm_sq);
+    return std::sqrt(pp_.all_reduce_sum(norm_sq));
   }
 
   // AdamW on this rank's range; under ZeRO-1 the updated shards are then gathered. Returns the
   // seconds spent gathering.
   double update(double lr, int64_t step_number) {
-    const auto params = model_.params().subspan(static_cast<size_t>(shard_.begin),
-                                                static_cast<size_t>(shard_.end - shard_.begin));
+    const auto params = worker_->params().subspan(static_cast<size_t>(shard_.begin),
+                                                  static_cast<size_t>(shard_.end - shard_.begin));
     optimizer_.update(params, owned_grads(), lr, step_number);
     if (!zero_) return 0.0;
     const auto start = Clock::now();
-    dp_.all_gather(params, model_.params())->wait();
+    dp_.all_gather(params, worker_->params())->wait();
     return seconds_since(start);
+  }
+
+  // Every stage's wait and activation peak, gathered over the pipeline; the bubble is the mean
+  // share of the step a stage spent waiting on its neighbours.
+  PipelineMetrics pipeline_metrics(const StepWork& work, double step_time) {
+    const int stages = pp_.size();
+    std::vector<double> values(static_cast<size_t>(2 * stages), 0.0);
+    values[static_cast<size_t>(pp_.rank())] = work.p2p_wait_s;
+    values[static_cast<size_t>(stages + pp_.rank())] = work.activation_bytes / (1 << 20);
+    pp_.all_reduce_sum(values);
+    PipelineMetrics m;
+    m.stage_wait_s.assign(values.begin(), values.begin() + stages);
+    m.stage_activation_mb.assign(values.begin() + stages, values.end());
+    double wait = 0.0;
+    for (double w : m.stage_wait_s) wait += w;
+    m.bubble = wait / (stages * step_time);
+    m.bubble_theory = pipeline::theoretical_bubble(pipeline::parse_schedule_kind(c_.parallel.schedule), stages,
+                                                   c_.micro_batches(), c_.parallel.virtual_chunks);
+    return m;
   }
 
   const Config& c_;
   Comm& dp_;
+  Comm& pp_;
   bool zero_;
-  GptModel<float> model_;
+  std::unique_ptr<Worker> worker_;
   Shard shard_;
   AdamW<float> optimizer_;
   std::vector<float> grad_shard_;
   std::unique_ptr<GradReducer> reducer_;
-  std::vector<int32_t> inputs_, targets_;
 };
 
 }  // namespace
@@ -211,9 +270,15 @@ int set_threads(int requested) {
 }
 
 TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
+  SoloComm solo_pp, solo_embedding;
+  return train(c, TrainComms{dp, solo_pp, solo_embedding}, progress);
+}
+
+TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progress) {
+  Comm& dp = comms.dp;
   if (c.data.train.empty()) throw UserError("config: data.train is not set (token shard files)");
   if (c.data.val.empty()) throw UserError("config: data.val is not set (token shard files)");
-  const bool leader = dp.rank() == 0;
+  const bool leader = dp.rank() == 0 && comms.pp.rank() == 0;
   const int threads = set_threads(c.run.threads);
   const TokenDataset train_data(c.data.train, c.model.vocab, c.model.seq_len);
   const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
@@ -229,7 +294,7 @@ TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
     metrics.emplace((run_dir / "metrics.jsonl").string());
   }
 
-  RankTrainer trainer(c, dp);
+  RankTrainer trainer(c, comms);
   progress << trainer.describe(threads) << "\n";
   TrainSummary summary;
   summary.unigram_entropy = val_data.unigram_entropy();
@@ -252,8 +317,10 @@ TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
       progress << progress_line(m, c.train.steps, eta) << "\n" << std::flush;
     }
   }
-  if (leader && c.run.save_final_params) {
-    write_file(run_dir / "final_params.f32", trainer.params().data(), trainer.params().size_bytes());
+  if (c.run.save_final_params) {
+    // In the whole model's layout, whatever the pipeline split: gathered from every stage.
+    const std::vector<float> all = trainer.worker().global_params();
+    if (leader) write_file(run_dir / "final_params.f32", all.data(), all.size() * sizeof(float));
   }
   // Median step time, leaving out the first (warm-up: page faults, thread start) when there are more.
   std::vector<double> steady(step_times.begin() + (step_times.size() > 1 ? 1 : 0), step_times.end());

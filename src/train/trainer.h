@@ -18,7 +18,20 @@ struct TrainSummary {
   double tokens_per_s = 0;     // median over the run's steps (the first excluded when possible)
 };
 
-// Trains `config` from a fresh initialisation. `dp` is this rank's data-parallel group (a SoloComm
+// The communicators of one rank: its data-parallel group, its pipeline (rank = stage) and the
+// pair of its pipeline's first and last stage, which share a tied embedding (one-rank groups where
+// there is nothing to share).
+struct TrainComms {
+  Comm& dp;
+  Comm& pp;
+  Comm& embedding;
+};
+
+// Trains `config` from a fresh initialisation, as one pipeline stage of one data-parallel replica.
+// Stage 0 of dp rank 0 writes <run.dir>/config.ini and metrics.jsonl and the progress lines.
+TrainSummary train(const Config& config, const TrainComms& comms, std::ostream& progress);
+
+// Without pipeline parallelism: trains `config` from a fresh initialisation. `dp` is this rank's data-parallel group (a SoloComm
 // for one process): each rank takes a disjoint share of every global batch, gradients are summed
 // over the group, and all ranks keep identical parameters. Rank 0 of the group writes
 // <run.dir>/config.ini and metrics.jsonl and the progress lines to `progress`. Throws UserError on

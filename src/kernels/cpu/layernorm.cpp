@@ -36,7 +36,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   {
     // Rows in parallel for the input gradient.
 #pragma omp for schedule(static)
-    for (int n = 0; n < N; ++n) {
+    for (int n = 0; n < (dinp ? N : 0); ++n) {
       const T* x = inp + int64_t{n} * C;
       const T* dy = dout + int64_t{n} * C;
       T* dx = dinp + int64_t{n} * C;
@@ -56,7 +56,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     }
     // Columns in parallel for the parameter gradients: each thread sums its channels over all rows.
     const Range cols = share(C, omp_get_thread_num(), omp_get_num_threads());
-    for (int n = 0; n < N; ++n) {
+    for (int n = 0; n < (dweight ? N : 0); ++n) {
       const T* x = inp + int64_t{n} * C;
       const T* dy = dout + int64_t{n} * C;
       const T m = mean[n], s = rstd[n];

@@ -37,7 +37,7 @@ template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int N, int I, int O) {
   if (dinp) gemm<T>(false, false, N, I, O, T(1), dout, O, weight, I, T(0), dinp, I);
-  gemm<T>(true, false, O, I, N, T(1), dout, O, inp, I, T(1), dweight, I);
+  if (dweight) gemm<T>(true, false, O, I, N, T(1), dout, O, inp, I, T(1), dweight, I);
   if (dbias) {
     // Each thread owns a slice of columns and walks the rows in order: contiguous and deterministic.
 #pragma omp parallel

@@ -21,7 +21,8 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, 
 // out[N,O] = inp[N,I] W[O,I]^T + bias[O]   (bias may be null)
 template <class T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O);
-// dinp = dout W;  dweight += dout^T inp;  dbias += colsum(dout)   (dinp/dbias may be null)
+// dinp = dout W;  dweight += dout^T inp;  dbias += colsum(dout)   (each may be null: the input
+// and the weight halves run apart in the zero-bubble pipeline schedule)
 template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int N, int I, int O);
@@ -30,7 +31,8 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int N, int C);
-// dinp += ..., dweight += ..., dbias += ...
+// dinp += ..., dweight += ..., dbias += ...   (dinp null: the parameter half only; dweight null:
+// the input half only, dbias then ignored)
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                         const T* weight, const T* mean, const T* rstd, int N, int C);

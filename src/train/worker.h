@@ -1,0 +1,53 @@
+// What one rank computes in a training step, apart from the optimizer: the whole model
+// (src/train/trainer.cpp) or one pipeline stage (src/pipeline/pipeline_worker.h). The trainer owns
+// the rest of the step, the same for both: the data-parallel reduction, the gradient norm across
+// stages and replicas, clipping, AdamW, validation and metrics.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/gpt.h"
+#include "models/params.h"
+#include "src/data/dataset.h"
+
+namespace kl {
+
+// A rank's part of one step.
+struct StepWork {
+  double loss = 0;        // this rank's share of the step's mean loss (summed over ranks: the loss)
+  double p2p_wait_s = 0;  // blocked on pipeline messages
+  double activation_bytes = 0;  // activation memory held at the step's peak (pipeline stages)
+};
+
+class Worker {
+ public:
+  virtual ~Worker() = default;
+  virtual const ParamTable& table() const = 0;
+  virtual std::span<float> params() = 0;
+  virtual std::span<float> grads() = 0;
+
+  // Zeroes grads(), then accumulates the gradient of this rank's share of step `step` (0-based)
+  // into it, calling `ready` (may be empty) as the buffer becomes final from the end towards the
+  // start, for the data-parallel reducer.
+  virtual StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) = 0;
+
+  // Sum over evaluation windows [begin, begin + count) of `total` of their mean losses, without
+  // dropout; ranks that compute no loss (pipeline stages before the last) return 0.
+  virtual double evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total) = 0;
+
+  // Gradient elements [first, second) that another rank holds too (a tied embedding's second
+  // copy): left out of the global norm so that each element counts once.
+  virtual std::pair<int64_t, int64_t> duplicate_range() const { return {0, 0}; }
+
+  // Every parameter of the model in the whole model's flat layout (models/params.h), on the rank
+  // that leads the pipeline (stage 0); other ranks take part and may get an empty vector.
+  virtual std::vector<float> global_params() = 0;
+
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace kl
