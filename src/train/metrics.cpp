@@ -40,7 +40,8 @@ void MetricsWriter::write(const StepMetrics& m) {
     };
     line += ",\"bubble\":" + number(m.pipeline->bubble) + ",\"bubble_theory\":" + number(m.pipeline->bubble_theory) +
             ",\"stage_wait_s\":" + list(m.pipeline->stage_wait_s) +
-            ",\"stage_activation_mb\":" + list(m.pipeline->stage_activation_mb);
+            ",\"stage_activation_mb\":" + list(m.pipeline->stage_activation_mb) +
+            ",\"stage_peak_rss_mb\":" + list(m.pipeline->stage_peak_rss_mb);
   }
   line += "}\n";
   if (std::fputs(line.c_str(), file_) < 0 || std::fflush(file_) != 0) {

@@ -15,6 +15,7 @@ struct PipelineMetrics {
   double bubble_theory = 0;  // the schedule's formula (src/pipeline/schedule.h)
   std::vector<double> stage_wait_s;         // per stage: blocked on point-to-point
   std::vector<double> stage_activation_mb;  // per stage: activation buffers held at the peak
+  std::vector<double> stage_peak_rss_mb;    // per stage: the process's peak resident memory so far
 };
 
 struct StepMetrics {

@@ -1,6 +1,7 @@
 #include "src/train/trainer.h"
 
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <bit>
@@ -235,13 +236,18 @@ class RankTrainer {
   // share of the step a stage spent waiting on its neighbours.
   PipelineMetrics pipeline_metrics(const StepWork& work, double step_time) {
     const int stages = pp_.size();
-    std::vector<double> values(static_cast<size_t>(2 * stages), 0.0);
+    std::vector<double> values(static_cast<size_t>(3 * stages), 0.0);
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
     values[static_cast<size_t>(pp_.rank())] = work.p2p_wait_s;
     values[static_cast<size_t>(stages + pp_.rank())] = work.activation_bytes / (1 << 20);
+    values[static_cast<size_t>(2 * stages + pp_.rank())] = double(usage.ru_maxrss) / 1024;  // KiB on Linux
     pp_.all_reduce_sum(values);
     PipelineMetrics m;
-    m.stage_wait_s.assign(values.begin(), values.begin() + stages);
-    m.stage_activation_mb.assign(values.begin() + stages, values.end());
+    const auto at = [&](int part) { return values.begin() + part * stages; };
+    m.stage_wait_s.assign(at(0), at(1));
+    m.stage_activation_mb.assign(at(1), at(2));
+    m.stage_peak_rss_mb.assign(at(2), at(3));
     double wait = 0.0;
     for (double w : m.stage_wait_s) wait += w;
     m.bubble = wait / (stages * step_time);
