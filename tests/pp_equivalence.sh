@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Pipeline parallelism under a real mpirun reproduces the single-process run: 16 layers, pp in
-# {2, 4} x every schedule (interleaved with 2 chunks per stage), pp 2 x dp 2 (also with ZeRO-1),
-# recomputation inside the pipeline, an explicit uneven split and untied embeddings give per-step
-# losses within 1e-5 relative for 20 steps and the same final parameters, with dropout 0 and 0.1.
+# {2, 4} x every schedule (interleaved with 2 chunks per stage), pp 2 x dp 2 (1f1b, interleaved, and
+# zb1 with ZeRO-1), recomputation inside the pipeline, an explicit uneven split and untied
+# embeddings give per-step losses within 1e-5 relative for 20 steps and the same final parameters,
+# with dropout 0 and 0.1.
 #   tests/pp_equivalence.sh BIN MPIRUN [MPIRUN_FLAGS...]
 set -u
 bin=$1
@@ -24,11 +25,12 @@ for dropout in 0.0 0.1; do
     done
   done
   run "${d}_pp2_dp2" 2 2 --model.dropout=$dropout || status=1
+  run "${d}_pp2_dp2_interleaved" 2 2 --model.dropout=$dropout --parallel.schedule=interleaved --parallel.virtual=2 || status=1
   run "${d}_pp2_dp2_zero" 2 2 --model.dropout=$dropout --parallel.zero=1 --parallel.schedule=zb1 || status=1
   run "${d}_pp4_recompute" 1 4 --model.dropout=$dropout --parallel.recompute=block || status=1
   run "${d}_pp4_zb1_recompute" 1 4 --model.dropout=$dropout --parallel.recompute=block --parallel.schedule=zb1 || status=1
   run "${d}_pp4_split" 1 4 --model.dropout=$dropout --parallel.stage_layers=2,6,5,3 || status=1
-  names+=("${d}_pp2_dp2" "${d}_pp2_dp2_zero" "${d}_pp4_recompute" "${d}_pp4_zb1_recompute" "${d}_pp4_split")
+  names+=("${d}_pp2_dp2" "${d}_pp2_dp2_interleaved" "${d}_pp2_dp2_zero" "${d}_pp4_recompute" "${d}_pp4_zb1_recompute" "${d}_pp4_split")
   groups+=("${d}_ref=$(IFS=,; echo "${names[*]}")")
 done
 run untied_ref 1 1 --model.tie_embeddings=false || status=1

@@ -153,7 +153,7 @@ void Engine::wait_sends() {
 
 void Engine::exec(const LoadMicroBatch& x) {
   data_->training_batch(plan_.seed, plan_.step, position(x.mb).first_sample, plan_.micro_batch,
-                        const_cast<int32_t*>(tokens(x.mb)), const_cast<int32_t*>(targets(x.mb)));
+                        tokens(x.mb), targets(x.mb));
 }
 
 void Engine::exec(const RecvActivation& x) { receive({Kind::kActivation, x.mb, x.chunk}); }

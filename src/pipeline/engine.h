@@ -93,8 +93,8 @@ class Engine {
   int tag(Kind kind, int mb, int receiver_global_chunk) const;
   int peer_stage(int global_chunk) const { return global_chunk % stage_.layout().stages; }
   BatchPosition position(int mb) const;
-  const int32_t* tokens(int mb) const { return tokens_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
-  const int32_t* targets(int mb) const { return targets_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
+  int32_t* tokens(int mb) { return tokens_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
+  int32_t* targets(int mb) { return targets_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
 
   Stage& stage_;
   Comm& pipeline_;

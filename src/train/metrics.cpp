@@ -35,7 +35,10 @@ void MetricsWriter::write(const StepMetrics& m) {
   if (m.pipeline) {
     auto list = [&number](const std::vector<double>& values) {
       std::string out = "[";
-      for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + number(values[i]);
+      for (size_t i = 0; i < values.size(); ++i) {
+        if (i) out += ',';
+        out += number(values[i]);
+      }
       return out + "]";
     };
     line += ",\"bubble\":" + number(m.pipeline->bubble) + ",\"bubble_theory\":" + number(m.pipeline->bubble_theory) +
