@@ -48,4 +48,8 @@ class Comm {
   }
 };
 
+// Whether every rank of `comm` holds bit-identical `values` (a hash of the bits, compared through
+// one small reduction). Collective.
+bool same_on_all_ranks(Comm& comm, std::span<const float> values);
+
 }  // namespace kl

@@ -1,6 +1,8 @@
 // kilolayer: the command-line entry point.
 //
 //   kilolayer train --config FILE [--section.key=value ...]
+//   kilolayer eval --config FILE --checkpoint PATH [--section.key=value ...]
+//   kilolayer inspect PATH
 //   kilolayer data  --out DIR [--val-every K] [--block BYTES] TEXT_FILE...
 //   kilolayer --help
 #include <mpi.h>
@@ -8,10 +10,13 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "comm/mpi_comm.h"
+#include "src/checkpoint/checkpoint.h"
+#include "src/checkpoint/store.h"
 #include "src/config/config.h"
 #include "src/data/text_shards.h"
 #include "src/train/trainer.h"
@@ -22,6 +27,9 @@ namespace {
 const char* kUsage =
     "usage:\n"
     "  kilolayer train --config FILE [--section.key=value ...]   train (world size = dp x pp)\n"
+    "  kilolayer eval --config FILE --checkpoint PATH [...]     validation loss of a checkpoint\n"
+    "  kilolayer inspect PATH                                   a checkpoint: config, step, layout,\n"
+    "                                                           tensors, checksums verified\n"
     "  kilolayer data --out DIR [--val-every K] [--block BYTES] TEXT_FILE...\n"
     "                                                           byte-level train/val token shards\n"
     "  kilolayer --help                                         this text and every option\n";
@@ -44,31 +52,71 @@ std::string take_flag(std::vector<std::string>& args, const std::string& flag) {
   return "";
 }
 
-int run_train(std::vector<std::string> args) {
+// The job's config from --config FILE and overrides, checked against the world's size. Every rank
+// reads the same command line and file and reaches the same verdict before any communication, so
+// only rank 0 reports a problem, and every rank returns kExitUserError.
+std::optional<kl::Config> job_config(std::vector<std::string>& args, const char* command) {
   int rank = 0, world_size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
-  kl::Config config;
   try {
     const std::string config_file = take_flag(args, "--config");
-    if (config_file.empty()) throw kl::UserError("train: --config FILE is required");
-    config = kl::load_config(config_file, args);
+    if (config_file.empty()) throw kl::UserError(std::string(command) + ": --config FILE is required");
+    kl::Config config = kl::load_config(config_file, args);
     kl::check_layout(config, world_size);
+    return config;
   } catch (const kl::UserError& e) {
-    // Every rank reads the same command line and file and reaches the same verdict before any
-    // communication: one message, from rank 0, and every rank exits.
     if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
-    return kl::kExitUserError;
+    return std::nullopt;
   }
-  const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config.parallel.dp, config.parallel.pp));
+}
+
+kl::TrainComms train_comms(const kl::GridComms& comms) {
+  return {*comms.dp, *comms.pp, *comms.embedding, *comms.world};
+}
+
+int run_train(std::vector<std::string> args) {
+  const auto config = job_config(args, "train");
+  if (!config) return kl::kExitUserError;
+  const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config->parallel.dp, config->parallel.pp));
   const bool leader = comms.world->rank() == 0;
   std::ostream silent(nullptr);
-  const kl::TrainSummary summary =
-      kl::train(config, kl::TrainComms{*comms.dp, *comms.pp, *comms.embedding}, leader ? std::cout : silent);
+  const kl::TrainSummary summary = kl::train(*config, train_comms(comms), leader ? std::cout : silent);
+  if (summary.preempted) return kl::kExitRequeue;
   if (leader) {
     std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
                 summary.final_val_loss, summary.unigram_entropy);
   }
+  return 0;
+}
+
+int run_eval(std::vector<std::string> args) {
+  std::string checkpoint;
+  try {
+    checkpoint = take_flag(args, "--checkpoint");
+  } catch (const kl::UserError&) {  // --checkpoint without a value: the same message as none
+  }
+  const auto config = job_config(args, "eval");
+  if (!config) return kl::kExitUserError;
+  if (checkpoint.empty()) {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank == 0) std::fprintf(stderr, "kilolayer: error: eval: --checkpoint PATH is required\n");
+    return kl::kExitUserError;
+  }
+  const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config->parallel.dp, config->parallel.pp));
+  const bool leader = comms.world->rank() == 0;
+  std::ostream silent(nullptr);
+  const double loss = kl::evaluate_checkpoint(*config, train_comms(comms), checkpoint, leader ? std::cout : silent);
+  if (leader) std::printf("validation loss %.6f nats\n", loss);
+  return 0;
+}
+
+int run_inspect(const std::vector<std::string>& args) {
+  if (args.size() != 1) throw kl::UserError("inspect: give one checkpoint PATH (a checkpoint directory or file)");
+  const std::string file = kl::checkpoint::resolve(args[0]);
+  const int problems = kl::checkpoint::inspect(file, std::cout);
+  if (problems > 0) throw kl::UserError("checkpoint " + file + ": " + std::to_string(problems) + " problem(s), listed above");
   return 0;
 }
 
@@ -123,6 +171,10 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") {
       status = run_train(args);
+    } else if (command == "eval") {
+      status = run_eval(args);
+    } else if (command == "inspect") {
+      status = run_inspect(args);
     } else if (command == "data") {
       status = run_data(args);
     } else {

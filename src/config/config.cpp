@@ -156,12 +156,21 @@ class OptionTable {
     add("parallel.zero", &c.parallel.zero, "1: ZeRO-1, optimizer state sharded over the dp group",
         between(0, 1));
 
+    add("checkpoint.dir", &c.checkpoint.dir,
+        "checkpoint directory (empty: <run.dir>/checkpoints; none: no checkpoints)");
+    add("checkpoint.every", &c.checkpoint.every, "steps between checkpoints (0: only at the end)",
+        at_least<int64_t>(0));
+    add("checkpoint.keep", &c.checkpoint.keep, "newest checkpoints to keep", between(1, 1000000));
+    add("checkpoint.resume", &c.checkpoint.resume,
+        "auto (the latest checkpoint in checkpoint.dir, if any) | never | PATH of a checkpoint");
     add("run.dir", &c.run.dir, "run directory (metrics.jsonl, config.ini)");
     add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
         at_least<int64_t>(1));
     add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
     add("run.device", &c.run.device, "cpu (cuda arrives with the CUDA backend)", one_of({"cpu"}));
     add("run.precision", &c.run.precision, "fp32", one_of({"fp32"}));
+    add("run.stop_after", &c.run.stop_after,
+        "end this process after this optimizer step, with a checkpoint (0: train.steps)", at_least<int64_t>(0));
     add("run.save_final_params", &c.run.save_final_params,
         "write <run.dir>/final_params.f32, the flat fp32 parameter buffer, at the end");
   }
@@ -204,23 +213,23 @@ void check_consistency(const Config& c) {
 
 }  // namespace
 
-Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
+namespace {
+
+// Overrides first (program_options keeps the first value stored for a key), then the INI text.
+Config parse(std::istream* in, const std::string& origin, const std::vector<std::string>& overrides) {
   Config config;
   OptionTable table(config);
   po::variables_map values;
   try {
-    // Overrides first: program_options keeps the first value stored for a key.
     po::store(po::command_line_parser(overrides).options(table.description()).run(), values);
   } catch (const po::error& e) {
     throw UserError(std::string("command line: ") + e.what());
   }
-  if (!file.empty()) {
-    std::ifstream in(file);
-    if (!in) throw UserError("config: cannot open " + file);
+  if (in) {
     try {
-      po::store(po::parse_config_file(in, table.description(), /*allow_unregistered=*/false), values);
+      po::store(po::parse_config_file(*in, table.description(), /*allow_unregistered=*/false), values);
     } catch (const po::error& e) {
-      throw UserError("config " + file + ": " + e.what());
+      throw UserError("config " + origin + ": " + e.what());
     }
   }
   try {
@@ -231,6 +240,26 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
   table.check_values();
   check_consistency(config);
   return config;
+}
+
+}  // namespace
+
+Config load_config(const std::string& file, const std::vector<std::string>& overrides) {
+  if (file.empty()) return parse(nullptr, "", overrides);
+  std::ifstream in(file);
+  if (!in) throw UserError("config: cannot open " + file);
+  return parse(&in, file, overrides);
+}
+
+Config load_config_text(const std::string& text, const std::string& origin,
+                        const std::vector<std::string>& overrides) {
+  std::istringstream in(text);
+  return parse(&in, origin, overrides);
+}
+
+std::string Config::checkpoint_dir() const {
+  if (checkpoint.dir == "none") return "";
+  return checkpoint.dir.empty() ? run.dir + "/checkpoints" : checkpoint.dir;
 }
 
 void check_layout(const Config& c, int world_size) {

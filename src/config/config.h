@@ -57,12 +57,20 @@ struct ParallelConfig {
   int zero = 0;                    // 1: shard the optimizer state over the data-parallel group
 };
 
+struct CheckpointConfig {
+  std::string dir;              // "" : <run.dir>/checkpoints; "none": no checkpoints
+  int64_t every = 100;          // steps between checkpoints (0: only at the end)
+  int keep = 2;                 // newest checkpoints kept (older ones are deleted after a commit)
+  std::string resume = "auto";  // auto (latest in dir, if any) | never | PATH
+};
+
 struct RunConfig {
   std::string dir = "runs/default";
   int64_t log_every = 1;
   int threads = 0;  // 0: every core
   std::string device = "cpu";
   std::string precision = "fp32";
+  int64_t stop_after = 0;  // end this process after this optimizer step (0: train.steps), saving
   bool save_final_params = false;  // write <dir>/final_params.f32 (the flat fp32 buffer) at the end
 };
 
@@ -74,7 +82,11 @@ struct Config {
   TrainConfig train;
   DataConfig data;
   ParallelConfig parallel;
+  CheckpointConfig checkpoint;
   RunConfig run;
+
+  // checkpoint.dir as used: "" when checkpoints are off.
+  std::string checkpoint_dir() const;
 
   // Every option with its effective value, as an INI file that load_config reads back.
   std::string to_ini() const;
@@ -84,6 +96,10 @@ struct Config {
 // "--section.key value"), which win over the file. Throws UserError naming the key on an unknown
 // key, a malformed value or a value out of range; cross-key consistency is checked too.
 Config load_config(const std::string& file, const std::vector<std::string>& overrides);
+
+// The same from INI text (a checkpoint's saved config), `origin` naming it in messages.
+Config load_config_text(const std::string& text, const std::string& origin,
+                        const std::vector<std::string>& overrides = {});
 
 // Checks that need the job's shape (world size): dp * pp must equal it.
 void check_layout(const Config& config, int world_size);

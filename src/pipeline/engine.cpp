@@ -123,6 +123,7 @@ void Engine::receive(const Message& m) {
 void Engine::send(std::span<const float> data, int peer, int tag) {
   const int buffer = acquire_buffer();
   std::vector<float>& staging = message_buffers_[static_cast<size_t>(buffer)];
+  KL_CHECK(data.size() <= staging.size(), "a pipeline message larger than its staging buffer");
   std::copy(data.begin(), data.end(), staging.begin());
   sends_.emplace_back(buffer, pipeline_.isend(std::span<const float>(staging.data(), data.size()), peer, tag));
   poll_sends();

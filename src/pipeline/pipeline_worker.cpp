@@ -1,6 +1,7 @@
 #include "src/pipeline/pipeline_worker.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "src/pipeline/engine.h"
 #include "src/pipeline/schedule.h"
@@ -65,6 +66,14 @@ class PipelineWorker final : public Worker {
     return stage_.layout().has_head() ? tied_ : std::pair<int64_t, int64_t>{0, 0};
   }
 
+  void check_copies_agree(int64_t step) override {
+    if (tied_.second == 0) return;
+    const auto copy = stage_.params().subspan(static_cast<size_t>(tied_.first),
+                                              static_cast<size_t>(tied_.second - tied_.first));
+    KL_CHECK(same_on_all_ranks(comms_.embedding, copy),
+             "the first and last stage's copies of the tied embedding differ after step " + std::to_string(step));
+  }
+
   // Stage 0 receives every other stage's tensors and places them by name.
   std::vector<float> global_params() override {
     Comm& pp = comms_.pp;
@@ -93,10 +102,11 @@ class PipelineWorker final : public Worker {
   }
 
   std::string describe() const override {
-    const Schedule& schedule = engine_.schedule();
-    return std::string("pipeline ") + name_of(kind_) + ", " + std::to_string(c_.micro_batches()) +
-           " micro-batches, stage " + std::to_string(stage_.layout().stage) + " holds " + std::to_string(schedule.buffers) + " activation buffers of " +
-           std::to_string(stage_.buffer_bytes() >> 20) + " MiB; " +
+    char buffers[96];
+    std::snprintf(buffers, sizeof buffers, "stage %d holds %d activation buffers of %.1f MB", stage_.layout().stage,
+                  engine_.schedule().buffers, double(stage_.buffer_bytes()) / 1e6);
+    return std::string("pipeline ") + name_of(kind_) + ", " + std::to_string(c_.micro_batches()) + " micro-batches, " +
+           buffers + "; " +
            pipeline::describe(partition_layers(c_.model, c_.parallel.pp * c_.parallel.virtual_chunks,
                                                stage_layer_counts(c_)),
                               c_.parallel.pp);

@@ -3,14 +3,25 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 #include "src/util/error.h"
 
 namespace kl {
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, int64_t keep_through) : path_(path) {
+  std::string kept;
+  if (keep_through > 0) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      long long step = 0;
+      if (std::sscanf(line.c_str(), "{\"step\":%lld", &step) == 1 && step <= keep_through) kept += line + "\n";
+    }
+  }
   file_ = std::fopen(path.c_str(), "w");
   if (!file_) throw UserError("cannot create " + path + ": " + std::strerror(errno));
+  if (std::fputs(kept.c_str(), file_) < 0) throw UserError("cannot write " + path + ": " + std::strerror(errno));
 }
 
 MetricsWriter::~MetricsWriter() {

@@ -30,8 +30,9 @@ struct StepMetrics {
 
 class MetricsWriter {
  public:
-  // Creates (truncates) `path`. Throws UserError when it cannot.
-  explicit MetricsWriter(const std::string& path);
+  // Creates `path`, keeping the rows of an earlier run up to step `keep_through` (a resumed run
+  // continues the file; rows past its checkpoint are dropped). Throws UserError when it cannot.
+  explicit MetricsWriter(const std::string& path, int64_t keep_through = 0);
   ~MetricsWriter();
   MetricsWriter(const MetricsWriter&) = delete;
   MetricsWriter& operator=(const MetricsWriter&) = delete;

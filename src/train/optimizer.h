@@ -35,6 +35,12 @@ class AdamW {
   // LayerNorm) get no weight decay.
   void update(std::span<T> params, std::span<const T> grads, double lr, int64_t step);
 
+  // The moments of elements [begin, end): what a checkpoint saves and restores.
+  std::span<T> exp_avg() { return m_; }
+  std::span<T> exp_avg_sq() { return v_; }
+  int64_t begin() const { return begin_; }
+  int64_t end() const { return end_; }
+
  private:
   const ParamTable& table_;
   TrainConfig train_;

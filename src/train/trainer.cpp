@@ -4,7 +4,6 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <bit>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -16,12 +15,15 @@
 #include "comm/grad_reducer.h"
 #include "comm/solo_comm.h"
 #include "models/gpt.h"
+#include "src/checkpoint/checkpoint.h"
+#include "src/checkpoint/store.h"
 #include "src/data/dataset.h"
 #include "src/kernels/cpu/ops.h"
 #include "src/pipeline/pipeline_worker.h"
 #include "src/pipeline/schedule.h"
 #include "src/train/metrics.h"
 #include "src/train/optimizer.h"
+#include "src/train/preemption.h"
 #include "src/train/worker.h"
 #include "src/util/error.h"
 
@@ -162,21 +164,49 @@ class RankTrainer {
     return dp_.all_reduce_sum(pp_.all_reduce_sum(sum)) / static_cast<double>(total);
   }
 
-  // Every rank of the group must hold the same parameters; a hash of their bits, compared across
-  // the group, catches any drift (a reduction that differs between ranks, a missed update).
+  // Every rank of the group must hold the same parameters (and a pipeline's two copies of a tied
+  // embedding the same values): a hash of their bits, compared across the group, catches any drift
+  // (a reduction that differs between ranks, a missed update).
   void check_replicas_agree(int64_t step) {
-    if (dp_.size() == 1) return;
-    uint64_t hash = 0xCBF29CE484222325ull;
-    for (float x : worker_->params()) hash = (hash ^ std::bit_cast<uint32_t>(x)) * 0x100000001B3ull;
-    const auto mine = static_cast<double>(hash >> 12);  // 52 bits: exact in a double
-    double sums[2] = {mine, mine * mine / 1e30};
-    dp_.all_reduce_sum(sums);
-    // All equal exactly when the sum and the sum of squares are n times this rank's.
-    const bool agree = sums[0] == mine * dp_.size() && sums[1] == (mine * mine / 1e30) * dp_.size();
-    KL_CHECK(agree, "data-parallel replicas hold different parameters after step " + std::to_string(step));
+    KL_CHECK(same_on_all_ranks(dp_, worker_->params()),
+             "data-parallel replicas hold different parameters after step " + std::to_string(step));
+    worker_->check_copies_agree(step);
   }
 
   Worker& worker() { return *worker_; }
+
+  // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
+  // Returns the bytes this rank wrote.
+  int64_t save(const std::string& path, int64_t step, Comm& world) {
+    std::vector<float> m_full, v_full;
+    checkpoint::RankState state = rank_state(m_full, v_full);
+    if (zero_) {  // the moments are sharded: gather the whole buffer first
+      dp_.all_gather(optimizer_.exp_avg(), state.exp_avg)->wait();
+      dp_.all_gather(optimizer_.exp_avg_sq(), state.exp_avg_sq)->wait();
+    }
+    state.writer = dp_.rank() == 0;
+    checkpoint::Header header;
+    header.step = step;
+    header.tokens_seen = step * c_.train.global_batch * int64_t{c_.model.seq_len};
+    header.config = c_.to_ini();
+    header.layout = "dp=" + std::to_string(dp_.size()) + " pp=" + std::to_string(c_.parallel.pp) + " schedule=" +
+                    c_.parallel.schedule + " virtual=" + std::to_string(c_.parallel.virtual_chunks) +
+                    " zero=" + std::to_string(c_.parallel.zero);
+    return checkpoint::write_file(path, header, c_.model, state, world);
+  }
+
+  // This rank's tensors from the checkpoint file `path`, by global name.
+  void restore(const std::string& path) {
+    std::vector<float> m_full, v_full;
+    const checkpoint::RankState state = rank_state(m_full, v_full);
+    checkpoint::read_tensors(path, state);
+    if (zero_) {
+      const auto begin = state.exp_avg.begin() + shard_.begin, end = state.exp_avg.begin() + shard_.end;
+      std::copy(begin, end, optimizer_.exp_avg().begin());
+      std::copy(state.exp_avg_sq.begin() + shard_.begin, state.exp_avg_sq.begin() + shard_.end,
+                optimizer_.exp_avg_sq().begin());
+    }
+  }
 
  private:
   struct Shard {
@@ -186,6 +216,25 @@ class RankTrainer {
     if (!zero_) return {0, padded};
     const int64_t size = padded / dp_.size();
     return {size * dp_.rank(), size * (dp_.rank() + 1)};
+  }
+
+  // The worker's state in its own layout. The moments are the optimizer's own buffers, or under
+  // ZeRO-1 (where it holds a shard) whole-buffer stand-ins in m_full / v_full.
+  checkpoint::RankState rank_state(std::vector<float>& m_full, std::vector<float>& v_full) {
+    checkpoint::RankState state;
+    state.table = &worker_->table();
+    state.params = worker_->params();
+    state.duplicate = worker_->duplicate_range();
+    if (zero_) {
+      m_full.assign(state.params.size(), 0.0f);
+      v_full.assign(state.params.size(), 0.0f);
+      state.exp_avg = m_full;
+      state.exp_avg_sq = v_full;
+    } else {
+      state.exp_avg = optimizer_.exp_avg();
+      state.exp_avg_sq = optimizer_.exp_avg_sq();
+    }
+    return state;
   }
 
   // The gradients this rank's optimizer uses: all of them, or its reduce-scattered shard.
@@ -277,17 +326,73 @@ int set_threads(int requested) {
 
 TrainSummary train(const Config& c, Comm& dp, std::ostream& progress) {
   SoloComm solo_pp, solo_embedding;
-  return train(c, TrainComms{dp, solo_pp, solo_embedding}, progress);
+  return train(c, TrainComms{dp, solo_pp, solo_embedding, dp}, progress);
 }
 
+namespace {
+
+// Where training resumes from: checkpoint.resume = auto (the latest in the checkpoint directory,
+// if any), never, or a path.
+std::optional<std::string> resume_file(const Config& c, const std::optional<checkpoint::Store>& store) {
+  if (c.checkpoint.resume == "never") return std::nullopt;
+  if (c.checkpoint.resume != "auto") return checkpoint::resolve(c.checkpoint.resume);
+  if (!store) return std::nullopt;
+  const auto latest = store->latest();
+  if (!latest) return std::nullopt;
+  return (std::filesystem::path(*latest) / checkpoint::kFileName).string();
+}
+
+// Loads `path` into the trainer after checking that it fits the config. Returns its step.
+int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, std::ostream& progress) {
+  const checkpoint::Header header = checkpoint::read_header(path);
+  const std::string changed = checkpoint::compare_configs(header.config, c, "checkpoint " + path);
+  trainer.restore(path);
+  progress << "resumed from " << path << " at step " << header.step << " (saved from " << header.layout << ")\n";
+  if (!changed.empty()) progress << "settings changed since the checkpoint:" << changed << "\n";
+  return header.step;
+}
+
+// Collective: writes, makes durable and publishes the checkpoint of `step`.
+void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
+                     Comm& world, std::ostream& progress) {
+  const auto start = Clock::now();
+  std::string dir;
+  if (world.rank() == 0) dir = store.begin(step);
+  world.barrier();
+  if (world.rank() != 0) dir = (std::filesystem::path(store.dir()) / (checkpoint::Store::step_name(step) + ".tmp")).string();
+  const double bytes = world.all_reduce_sum(double(trainer.save(dir + "/" + checkpoint::kFileName, step, world)));
+  world.barrier();  // every writer's part is durable
+  if (world.rank() == 0) store.commit(step, c.checkpoint.keep);
+  world.barrier();
+  const double seconds = seconds_since(start);
+  char line[160];
+  std::snprintf(line, sizeof line, "checkpoint: step %lld saved to %s (%.1f MB in %.2f s, %.0f MB/s)",
+                static_cast<long long>(step), (store.dir() + "/" + checkpoint::Store::step_name(step)).c_str(),
+                bytes / 1e6, seconds, bytes / 1e6 / seconds);
+  progress << line << "\n" << std::flush;
+}
+
+}  // namespace
+
 TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progress) {
-  Comm& dp = comms.dp;
+  Comm& world = comms.world;
   if (c.data.train.empty()) throw UserError("config: data.train is not set (token shard files)");
   if (c.data.val.empty()) throw UserError("config: data.val is not set (token shard files)");
-  const bool leader = dp.rank() == 0 && comms.pp.rank() == 0;
+  const bool leader = world.rank() == 0;
   const int threads = set_threads(c.run.threads);
   const TokenDataset train_data(c.data.train, c.model.vocab, c.model.seq_len);
   const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
+  install_preemption_handlers();
+
+  std::optional<checkpoint::Store> store;
+  if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir());
+  if (store && leader) store->prepare();
+  world.barrier();
+  const std::optional<std::string> resume_from = resume_file(c, store);
+
+  RankTrainer trainer(c, comms);
+  progress << trainer.describe(threads) << "\n";
+  const int64_t start = resume_from ? resume(trainer, c, *resume_from, progress) : 0;
 
   const std::filesystem::path run_dir(c.run.dir);
   std::optional<MetricsWriter> metrics;
@@ -297,16 +402,16 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     if (error) throw UserError("run.dir " + c.run.dir + ": " + error.message());
     const std::string ini = c.to_ini();
     write_file(run_dir / "config.ini", ini.data(), ini.size());
-    metrics.emplace((run_dir / "metrics.jsonl").string());
+    metrics.emplace((run_dir / "metrics.jsonl").string(), start);
   }
 
-  RankTrainer trainer(c, comms);
-  progress << trainer.describe(threads) << "\n";
   TrainSummary summary;
+  summary.first_step = start;
   summary.unigram_entropy = val_data.unigram_entropy();
   std::vector<double> step_times;
   const auto run_start = Clock::now();
-  for (int64_t step = 0; step < c.train.steps; ++step) {
+  const int64_t stop = c.run.stop_after > 0 ? std::min(c.run.stop_after, c.train.steps) : c.train.steps;
+  for (int64_t step = start; step < stop; ++step) {
     StepMetrics m = trainer.step(train_data, step);
     step_times.push_back(m.step_time_s);
     summary.losses.push_back(m.loss);
@@ -319,9 +424,23 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     }
     if (leader && (evaluate || m.step % c.run.log_every == 0)) {
       metrics->write(m);
-      const double eta = seconds_since(run_start) / m.step * (c.train.steps - m.step);
+      const double eta = seconds_since(run_start) / double(m.step - start) * double(stop - m.step);
       progress << progress_line(m, c.train.steps, eta) << "\n" << std::flush;
     }
+    // Every rank learns of a preemption signal at the same step boundary.
+    const bool preempted = world.all_reduce_sum(preemption_requested() ? 1.0 : 0.0) > 0.0;
+    const bool periodic = c.checkpoint.every > 0 && m.step % c.checkpoint.every == 0;
+    if (store && (periodic || m.step == stop || preempted)) save_checkpoint(trainer, c, *store, m.step, world, progress);
+    if (preempted) {
+      summary.preempted = true;
+      progress << "preempted: stopping after step " << m.step
+               << (store ? " with its checkpoint saved" : " (checkpoint.dir = none: nothing saved)") << "\n";
+      break;
+    }
+  }
+  if (start >= c.train.steps) {  // resumed from the end: report where the run stands
+    progress << "nothing to train: the checkpoint is at step " << start << " of " << c.train.steps << "\n";
+    summary.final_val_loss = trainer.validation_loss(val_data);
   }
   if (c.run.save_final_params) {
     // In the whole model's layout, whatever the pipeline split: gathered from every stage.
@@ -331,8 +450,17 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   // Median step time, leaving out the first (warm-up: page faults, thread start) when there are more.
   std::vector<double> steady(step_times.begin() + (step_times.size() > 1 ? 1 : 0), step_times.end());
   std::sort(steady.begin(), steady.end());
-  summary.tokens_per_s = double(c.train.global_batch) * c.model.seq_len / steady[steady.size() / 2];
+  if (!steady.empty()) summary.tokens_per_s = double(c.train.global_batch) * c.model.seq_len / steady[steady.size() / 2];
   return summary;
+}
+
+double evaluate_checkpoint(const Config& c, const TrainComms& comms, const std::string& path, std::ostream& progress) {
+  set_threads(c.run.threads);
+  const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
+  const std::string file = checkpoint::resolve(path);
+  RankTrainer trainer(c, comms);
+  resume(trainer, c, file, progress);
+  return trainer.validation_loss(val_data);
 }
 
 }  // namespace kl

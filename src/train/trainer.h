@@ -12,10 +12,12 @@
 namespace kl {
 
 struct TrainSummary {
-  std::vector<double> losses;  // training loss per step (of the global batch, same on every rank)
+  std::vector<double> losses;  // training loss per step run (of the global batch, same on every rank)
   double final_val_loss = 0;
   double unigram_entropy = 0;  // of the validation data, in nats
   double tokens_per_s = 0;     // median over the run's steps (the first excluded when possible)
+  int64_t first_step = 0;      // resumed from a checkpoint of this step (0: a fresh start)
+  bool preempted = false;      // stopped by SIGTERM/SIGUSR1 after saving a checkpoint
 };
 
 // The communicators of one rank: its data-parallel group, its pipeline (rank = stage) and the
@@ -25,11 +27,18 @@ struct TrainComms {
   Comm& dp;
   Comm& pp;
   Comm& embedding;
+  Comm& world;  // every rank: checkpoints and the preemption flag
 };
 
-// Trains `config` from a fresh initialisation, as one pipeline stage of one data-parallel replica.
-// Stage 0 of dp rank 0 writes <run.dir>/config.ini and metrics.jsonl and the progress lines.
+// Trains `config` as one pipeline stage of one data-parallel replica: from a fresh initialisation
+// or, per checkpoint.resume, from a checkpoint; saves checkpoints per checkpoint.every, at the end
+// (or at run.stop_after) and when a preemption signal arrives. World rank 0 writes
+// <run.dir>/config.ini and metrics.jsonl and the progress lines.
 TrainSummary train(const Config& config, const TrainComms& comms, std::ostream& progress);
+
+// The validation loss of a checkpoint (any layout's) with this config's model, data and layout.
+double evaluate_checkpoint(const Config& config, const TrainComms& comms, const std::string& path,
+                           std::ostream& progress);
 
 // Without pipeline parallelism: trains `config` from a fresh initialisation. `dp` is this rank's data-parallel group (a SoloComm
 // for one process): each rank takes a disjoint share of every global batch, gradients are summed

@@ -42,6 +42,8 @@ class Worker {
   // Gradient elements [first, second) that another rank holds too (a tied embedding's second
   // copy): left out of the global norm so that each element counts once.
   virtual std::pair<int64_t, int64_t> duplicate_range() const { return {0, 0}; }
+  // Collective: KL_CHECKs that such copies still hold identical values.
+  virtual void check_copies_agree(int64_t /*step*/) {}
 
   // Every parameter of the model in the whole model's flat layout (models/params.h), on the rank
   // that leads the pipeline (stage 0); other ranks take part and may get an empty vector.

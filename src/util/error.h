@@ -23,6 +23,9 @@ class UserError : public std::runtime_error {
 // Exit codes the launch scripts can rely on.
 inline constexpr int kExitUserError = 2;
 inline constexpr int kExitInternalError = 3;
+// Preempted (SIGTERM/SIGUSR1): the state is saved, run the same command again to continue.
+// 75 is EX_TEMPFAIL, "temporary failure; the user is invited to retry".
+inline constexpr int kExitRequeue = 75;
 
 }  // namespace kl
 

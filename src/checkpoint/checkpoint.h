@@ -1,0 +1,68 @@
+// The checkpoint file: one HDF5 file, written by every rank at once through MPI-IO (parallel
+// HDF5), holding the whole training state under the parameter table's GLOBAL names, so any
+// layout (dp, pp, schedule, virtual chunks, ZeRO) can read what any other wrote:
+//
+//   /model/<name>                 fp32 parameters, e.g. /model/layers/000123/attn.qkv.weight
+//   /optim/exp_avg/<name>         AdamW first moments
+//   /optim/exp_avg_sq/<name>      AdamW second moments
+//   each dataset: attribute `crc32` (zlib's CRC-32 of its little-endian float32 bytes)
+//   root attributes: format_version, step (optimizer steps done), tokens_seen, config (the full
+//                    effective INI), layout (the parallel layout it was saved from)
+//
+// Every other piece of state is a pure function of these: the learning rate of (config, step),
+// the data position and every dropout mask of (train.seed, step, sample), so a resumed run
+// continues bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "comm/comm.h"
+#include "models/params.h"
+#include "src/config/config.h"
+
+namespace kl::checkpoint {
+
+inline constexpr int64_t kFormatVersion = 1;
+
+struct Header {
+  int64_t format_version = kFormatVersion;
+  int64_t step = 0;
+  int64_t tokens_seen = 0;
+  std::string config;  // INI text
+  std::string layout;  // "dp=2 pp=2 schedule=1f1b virtual=1 zero=0"
+};
+
+// One rank's part of the state: its tensors (a stage's table, or the whole model's) laid out in
+// flat buffers, moments in the same layout as the parameters.
+struct RankState {
+  const ParamTable* table = nullptr;
+  std::span<float> params, exp_avg, exp_avg_sq;
+  std::pair<int64_t, int64_t> duplicate{0, 0};  // elements another rank writes (a tied copy)
+  bool writer = false;                          // this rank writes its tensors (one per stage)
+};
+
+// Collective over `world`: every rank calls it with its own state; every tensor of `model`'s
+// table is written exactly once, by the writer holding it. Returns the bytes this rank wrote.
+// Fails hard (KL_CHECK) on an I/O error: the caller's commit protocol then never publishes it.
+int64_t write_file(const std::string& path, const Header& header, const ModelConfig& model,
+                   const RankState& mine, Comm& world);
+
+// Readers, one rank at a time. Throw UserError naming the file and what is wrong (not HDF5, a
+// missing attribute or dataset, a wrong shape, a checksum mismatch, another format version).
+Header read_header(const std::string& path);
+void read_tensors(const std::string& path, const RankState& mine);
+
+// The differences between a checkpoint's config and this run's: architecture keys (model.*
+// except dropout) that differ make the checkpoint unusable (UserError listing them); the others
+// are returned as "key: old -> new" lines for the log.
+std::string compare_configs(const std::string& saved_ini, const Config& now, const std::string& where);
+
+// `kilolayer inspect`: config, step, layout, every tensor with shape and norm, checksums
+// verified. Returns the number of problems found (0: all good).
+int inspect(const std::string& path, std::ostream& out);
+
+}  // namespace kl::checkpoint

@@ -1,0 +1,119 @@
+#include "src/checkpoint/store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "src/util/error.h"
+
+namespace kl::checkpoint {
+namespace {
+
+namespace fs = std::filesystem;
+
+void fsync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  KL_CHECK(fd >= 0 && ::fsync(fd) == 0, "cannot fsync " + path.string());
+  ::close(fd);
+}
+
+// Step number of a committed checkpoint directory name, or -1.
+int64_t step_of(const std::string& name) {
+  long long step = -1;
+  char rest = 0;
+  if (name.size() != 13 || std::sscanf(name.c_str(), "step_%lld%c", &step, &rest) != 1) return -1;
+  return step;
+}
+
+}  // namespace
+
+std::string Store::step_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step_%08lld", static_cast<long long>(step));
+  return name;
+}
+
+void Store::prepare() const {
+  std::error_code error;
+  fs::create_directories(dir_, error);
+  if (error) throw UserError("checkpoint.dir " + dir_ + ": " + error.message());
+  for (const auto& entry : fs::directory_iterator(dir_, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > 4 && name.ends_with(".tmp")) fs::remove_all(entry.path(), error);
+  }
+  if (error) throw UserError("checkpoint.dir " + dir_ + ": " + error.message());
+  if (::access(dir_.c_str(), W_OK) != 0) throw UserError("checkpoint.dir " + dir_ + " is not writable");
+}
+
+std::string Store::begin(int64_t step) const {
+  const fs::path tmp = fs::path(dir_) / (step_name(step) + ".tmp");
+  std::error_code error;
+  fs::remove_all(tmp, error);
+  KL_CHECK(fs::create_directory(tmp, error), "cannot create " + tmp.string() + ": " + error.message());
+  return tmp.string();
+}
+
+void Store::commit(int64_t step, int keep) const {
+  const fs::path dir(dir_);
+  const fs::path tmp = dir / (step_name(step) + ".tmp"), final_dir = dir / step_name(step);
+  fsync_path(tmp);
+  std::error_code error;
+  if (fs::exists(final_dir)) {  // the same step saved again (a rerun): set the old one aside first
+    const fs::path old = dir / (step_name(step) + ".old.tmp");
+    fs::remove_all(old, error);
+    fs::rename(final_dir, old, error);
+    KL_CHECK(!error, "cannot move aside " + final_dir.string() + ": " + error.message());
+  }
+  fs::rename(tmp, final_dir, error);
+  KL_CHECK(!error, "cannot rename " + tmp.string() + ": " + error.message());
+  fsync_path(dir);
+  const fs::path pointer_tmp = dir / "latest.tmp";
+  {
+    std::ofstream out(pointer_tmp, std::ios::trunc);
+    out << step_name(step) << "\n";
+    KL_CHECK(out.flush(), "cannot write " + pointer_tmp.string());
+  }
+  fsync_path(pointer_tmp);
+  fs::rename(pointer_tmp, dir / "latest", error);
+  KL_CHECK(!error, "cannot replace " + (dir / "latest").string() + ": " + error.message());
+  fsync_path(dir);
+  fs::remove_all(dir / (step_name(step) + ".old.tmp"), error);
+
+  std::vector<int64_t> steps;
+  for (const auto& entry : fs::directory_iterator(dir, error)) {
+    const int64_t s = step_of(entry.path().filename().string());
+    if (s >= 0 && entry.is_directory()) steps.push_back(s);
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i) {
+    if (steps[i] != step) fs::remove_all(dir / step_name(steps[i]), error);
+  }
+}
+
+std::optional<std::string> Store::latest() const {
+  std::ifstream in(fs::path(dir_) / "latest");
+  std::string name;
+  if (!in || !std::getline(in, name)) return std::nullopt;
+  if (step_of(name) < 0) throw UserError("checkpoint.dir " + dir_ + ": `latest` names '" + name + "', not a checkpoint");
+  const fs::path path = fs::path(dir_) / name;
+  if (!fs::is_directory(path)) throw UserError("checkpoint.dir " + dir_ + ": `latest` names " + name + ", which is missing");
+  return path.string();
+}
+
+std::string resolve(const std::string& path) {
+  std::error_code error;
+  if (fs::is_regular_file(path, error)) return path;
+  if (fs::is_regular_file(fs::path(path) / kFileName, error)) return (fs::path(path) / kFileName).string();
+  if (fs::is_directory(path, error)) {
+    if (const auto latest = Store(path).latest()) return (fs::path(*latest) / kFileName).string();
+    throw UserError("checkpoint " + path + ": a directory without " + kFileName + " or a `latest` pointer");
+  }
+  throw UserError("checkpoint " + path + ": no such file or directory");
+}
+
+}  // namespace kl::checkpoint

@@ -1,0 +1,42 @@
+// The checkpoint directory and its commit protocol. A checkpoint of step N is written into
+// <dir>/step_0000000N.tmp/, flushed, renamed to <dir>/step_0000000N/, the directory fsynced, and
+// only then the `latest` pointer (a one-line text file naming it) atomically replaced through
+// latest.tmp. A crash at any moment leaves `latest` naming a complete checkpoint (the old or the
+// new); whatever ends in .tmp is unfinished, never read, and removed at the next start.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kl::checkpoint {
+
+inline constexpr const char* kFileName = "checkpoint.h5";
+
+class Store {
+ public:
+  explicit Store(std::string dir) : dir_(std::move(dir)) {}
+  const std::string& dir() const { return dir_; }
+
+  // Run on one rank. Creates the directory if needed and removes unfinished (.tmp) entries.
+  // Throws UserError when the directory cannot be made or used.
+  void prepare() const;
+  // Run on one rank: a fresh <dir>/step_N.tmp/ (any leftover removed). Returns its path.
+  std::string begin(int64_t step) const;
+  // Run on one rank, after every rank's data is durable: publishes step N and keeps the newest
+  // `keep` checkpoints.
+  void commit(int64_t step, int keep) const;
+  // The directory `latest` names, when there is one.
+  std::optional<std::string> latest() const;
+
+  static std::string step_name(int64_t step);  // "step_00000100"
+
+ private:
+  std::string dir_;
+};
+
+// The checkpoint file behind PATH: a checkpoint file itself, a step directory, or a checkpoint
+// directory with a `latest` pointer. Throws UserError naming PATH when it is none of these.
+std::string resolve(const std::string& path);
+
+}  // namespace kl::checkpoint
