@@ -27,6 +27,8 @@ train = $work/data/train.bin
 val = $work/data/val.bin
 [parallel]
 bucket_mb = 0.05
+[checkpoint]
+dir = none
 [run]
 threads = 1
 log_every = 1

@@ -91,7 +91,11 @@ void Store::commit(int64_t step, int keep) const {
   }
   std::sort(steps.begin(), steps.end());
   for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i) {
-    if (steps[i] != step) fs::remove_all(dir / step_name(steps[i]), error);
+    if (steps[i] == step) continue;
+    // Renamed first (atomic), so that a crash while deleting leaves only a .tmp behind.
+    const fs::path doomed = dir / (step_name(steps[i]) + ".old.tmp");
+    fs::rename(dir / step_name(steps[i]), doomed, error);
+    if (!error) fs::remove_all(doomed, error);
   }
 }
 

@@ -344,10 +344,14 @@ std::optional<std::string> resume_file(const Config& c, const std::optional<chec
 
 // Loads `path` into the trainer after checking that it fits the config. Returns its step.
 int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, std::ostream& progress) {
+  const auto start = Clock::now();
   const checkpoint::Header header = checkpoint::read_header(path);
   const std::string changed = checkpoint::compare_configs(header.config, c, "checkpoint " + path);
   trainer.restore(path);
-  progress << "resumed from " << path << " at step " << header.step << " (saved from " << header.layout << ")\n";
+  char took[48];
+  std::snprintf(took, sizeof took, "%.2f s", seconds_since(start));
+  progress << "resumed from " << path << " at step " << header.step << " (saved from " << header.layout
+           << "; this rank read its part in " << took << ")\n";
   if (!changed.empty()) progress << "settings changed since the checkpoint:" << changed << "\n";
   return header.step;
 }

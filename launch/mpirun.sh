@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs kilolayer training under mpirun on this host or a hostfile's hosts, ranks = dp x pp from the
+# config (overrides first, then the file's [parallel] section), threads per rank = cores / ranks on
+# one host unless run.threads is given.
+#   launch/mpirun.sh --config FILE [--section.key=value ...] [-- MPIRUN_ARGS...]
+# e.g. launch/mpirun.sh --config configs/deep1024_pp4.ini -- --hostfile hosts --map-by node
+#
+# Preemption: SIGTERM or SIGINT to this script becomes SIGUSR1 to mpirun, which forwards it to every
+# rank; the ranks finish their step, save a checkpoint and exit 75 ("saved, requeue me"), which this
+# script returns. (Open MPI's mpirun, sent SIGTERM itself, kills the ranks one second later.)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)  # paths in the command line stay relative to the caller
+config="" overrides=() mpirun_args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --config) config=$2; shift 2 ;;
+    --config=*) config=${1#--config=}; shift ;;
+    --) shift; mpirun_args=("$@"); break ;;
+    *) overrides+=("$1"); shift ;;
+  esac
+done
+[ -n "$config" ] && [ -r "$config" ] || { echo "launch/mpirun.sh: --config FILE (readable) is required" >&2; exit 2; }
+
+# setting KEY: the value of parallel.KEY / run.KEY from the overrides, else the file, else $2.
+setting() {
+  local key=$1 fallback=$2 o value=""
+  for o in "${overrides[@]}"; do
+    case $o in --$key=*) value=${o#--$key=} ;; esac
+  done
+  if [ -z "$value" ]; then
+    value=$(awk -v section="${key%%.*}" -v name="${key#*.}" '
+      /^\[/ { in_section = ($0 == "[" section "]") }
+      in_section && $1 == name && $2 == "=" { print $3 }' "$config" | tail -1)
+  fi
+  echo "${value:-$fallback}"
+}
+dp=$(setting parallel.dp 1) pp=$(setting parallel.pp 1)
+ranks=$(( dp * pp ))
+threads=$(setting run.threads 0)
+if [ "$threads" = 0 ]; then
+  threads=$(( $(nproc) / ranks ))
+  [ "$threads" -ge 1 ] || threads=1
+fi
+command=(mpirun -np "$ranks" -x OMP_NUM_THREADS="$threads")
+[ "$ranks" -gt "$(nproc)" ] && command+=(--oversubscribe)
+[ "$(id -u)" -eq 0 ] && command+=(--allow-run-as-root)
+[ -x "$root/build/kilolayer" ] || "$root/launch/build.sh" >/dev/null
+thread_flag=(--run.threads="$threads")
+[[ " ${overrides[*]} " == *" --run.threads="* ]] && thread_flag=()
+command+=("${mpirun_args[@]}" "$root/build/kilolayer" train --config "$config" "${thread_flag[@]}" "${overrides[@]}")
+
+echo "launch/mpirun.sh: ${command[*]}" >&2
+"${command[@]}" &
+pid=$!
+trap 'kill -USR1 "$pid" 2>/dev/null' TERM INT
+while true; do
+  wait "$pid"
+  status=$?
+  # wait returns early (status > 128) when a trapped signal arrives; mpirun is still running then.
+  kill -0 "$pid" 2>/dev/null || break
+done
+exit "$status"

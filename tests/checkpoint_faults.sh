@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Checkpoints under faults, with real processes and signals:
+#  - kill -9 of every rank (and mpirun) at random moments while checkpoints are
+#    written every step: afterwards `latest` and every committed step directory verify, and the next
+#    start resumes from `latest`;
+#  - a truncated file, a flipped byte, a missing dataset, a file that is not HDF5 and a wrong
+#    `latest`: eval and inspect exit 2 with a message naming the problem (never a crash, never
+#    silent acceptance), also under mpirun;
+#  - preemption: SIGTERM to launch/mpirun.sh (which turns it into SIGUSR1 for mpirun) and SIGTERM
+#    sent to every rank directly (as slurm does): exit 75 after saving the step in progress, and the
+#    resumed run ends bitwise where an uninterrupted run ends.
+#   tests/checkpoint_faults.sh BIN MPIRUN [MPIRUN_FLAGS...]
+set -u
+bin=$1
+shift
+here=$(dirname "$0")
+source "$here/equivalence_common.sh" "$bin" 16 "$@"
+fail() { echo "FAIL: $*"; exit 1; }
+
+# --- kill -9 during saves: a model whose checkpoint (3 x 50 MB) takes longer to write than a step.
+big=(--model.layers=64 --model.d_model=128 --model.seq_len=16 --train.global_batch=2 --train.micro_batch=1
+     --train.steps=1000 --checkpoint.every=1 --checkpoint.keep=2 --checkpoint.dir="$work/kill/ckpt"
+     --parallel.pp=2 --run.dir="$work/kill" --run.save_final_params=false)
+kills=0 mid_save=0
+for delay in 1.3 0.7 2.1 1.0 2.6 1.6 0.9 1.9; do
+  "${mpirun[@]}" -np 2 "$bin" train --config "$work/base.ini" "${big[@]}" >"$work/kill.log" 2>&1 &
+  pid=$!
+  sleep "$delay"
+  pkill -9 -f "kilolayer train.*--run.dir=$work/kill"  # the ranks and mpirun, whose command lines carry it
+  { wait "$pid"; } 2>/dev/null
+  while pgrep -f "kilolayer train.*--run.dir=$work/kill" >/dev/null; do sleep 0.05; done
+  kills=$((kills + 1))
+  ls -d "$work/kill/ckpt"/*.tmp >/dev/null 2>&1 && mid_save=$((mid_save + 1))
+  [ -f "$work/kill/ckpt/latest" ] || continue
+  for dir in "$work/kill/ckpt"/step_*; do
+    case $dir in *.tmp) continue ;; esac
+    "$bin" inspect "$dir" >"$work/inspect.log" 2>&1 ||
+      fail "after kill -9 at ${delay}s, committed $dir does not verify: $(tail -2 "$work/inspect.log")"
+  done
+done
+last=$(cat "$work/kill/ckpt/latest" 2>/dev/null) || fail "no checkpoint was ever committed"
+echo "kill -9: $kills kills ($mid_save during a save), every committed checkpoint verified, latest $last"
+"${mpirun[@]}" -np 2 "$bin" train --config "$work/base.ini" "${big[@]}" --run.stop_after=$((10#${last#step_} + 1)) \
+  >"$work/kill_resume.log" 2>&1 || fail "resuming after the kills: $(tail -3 "$work/kill_resume.log")"
+grep -q "resumed from .*$last" "$work/kill_resume.log" || fail "the restart did not resume from $last"
+
+# --- corrupt checkpoints: each read must fail with exit 2 and a message naming the problem.
+run good 1 1 --checkpoint.dir="$work/good" --train.steps=3 || exit 1
+good=$work/good/step_00000003/checkpoint.h5
+expect_refused() {  # NAME FILE PATTERN
+  local name=$1 file=$2 pattern=$3 status
+  for command in eval inspect; do
+    if [ $command = eval ]; then
+      "$bin" eval --config "$work/base.ini" --checkpoint "$file" >"$work/$name.log" 2>&1; status=$?
+    else
+      "$bin" inspect "$file" >"$work/$name.log" 2>&1; status=$?
+    fi
+    [ "$status" -eq 2 ] || fail "$name ($command): exit $status, expected 2: $(tail -2 "$work/$name.log")"
+    grep -q "$pattern" "$work/$name.log" || fail "$name ($command): no '$pattern' in: $(tail -2 "$work/$name.log")"
+  done
+  echo "refused: $name ($(grep -o "$pattern.*" "$work/$name.log" | head -1 | cut -c1-90))"
+}
+cp "$good" "$work/truncated.h5" && truncate -s $(( $(stat -c %s "$good") / 2 )) "$work/truncated.h5"
+expect_refused truncated "$work/truncated.h5" "truncated"
+cp "$good" "$work/flipped.h5"
+/usr/bin/python3 - "$work/flipped.h5" <<'PY'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    offset = f["model/layers/000007/mlp.fc.weight"].id.get_offset()
+with open(sys.argv[1], "r+b") as f:
+    f.seek(offset + 1001)
+    byte = f.read(1)
+    f.seek(offset + 1001)
+    f.write(bytes([byte[0] ^ 0x10]))
+PY
+expect_refused flipped_byte "$work/flipped.h5" "mlp.fc.weight: checksum mismatch"
+cp "$good" "$work/missing.h5"
+/usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); del f['optim/exp_avg/final_norm.bias']" "$work/missing.h5"
+expect_refused missing_dataset "$work/missing.h5" "optim/exp_avg/final_norm.bias is missing"
+head -c 100000 /dev/urandom >"$work/garbage.h5"
+expect_refused not_hdf5 "$work/garbage.h5" "not a readable HDF5 file"
+mkdir -p "$work/pointer" && echo step_00000042 >"$work/pointer/latest"
+expect_refused dangling_latest "$work/pointer" "names step_00000042, which is missing"
+# Under mpirun, a stage that finds its tensors corrupt ends the whole job.
+"${mpirun[@]}" -np 2 "$bin" eval --config "$work/base.ini" --parallel.pp=2 --checkpoint "$work/flipped.h5" \
+  >"$work/mpi_flipped.log" 2>&1 && fail "mpirun eval accepted a corrupt checkpoint"
+grep -q "checksum mismatch" "$work/mpi_flipped.log" || fail "mpirun eval: $(tail -3 "$work/mpi_flipped.log")"
+echo "refused under mpirun: flipped byte at pp=2"
+
+# --- preemption: the uninterrupted reference, then two preempted runs resumed to the end.
+steps=150
+pre=(--train.steps=$steps --checkpoint.every=0 --model.dropout=0.1)
+run reference 1 2 "${pre[@]}" --checkpoint.dir="$work/reference/ckpt" || exit 1
+preempt() {  # NAME HOW: launcher (SIGTERM to launch/mpirun.sh) | ranks (SIGTERM to every rank)
+  local name=$1 how=$2 pid status logged saved
+  if [ "$how" = launcher ]; then
+    "$here/../launch/mpirun.sh" --config "$work/base.ini" --parallel.pp=2 "${pre[@]}" \
+      --checkpoint.dir="$work/$name/ckpt" --run.dir="$work/$name" -- "${mpirun[@]:1}" >"$work/$name.log" 2>&1 &
+  else
+    "${mpirun[@]}" -np 2 "$bin" train --config "$work/base.ini" --parallel.pp=2 "${pre[@]}" \
+      --checkpoint.dir="$work/$name/ckpt" --run.dir="$work/$name" >"$work/$name.log" 2>&1 &
+  fi
+  pid=$!
+  for _ in $(seq 100); do [ "$(cat "$work/$name/metrics.jsonl" 2>/dev/null | wc -l)" -ge 20 ] && break; sleep 0.1; done
+  local start=$(date +%s.%N)
+  if [ "$how" = launcher ]; then
+    kill -TERM "$pid"
+  else  # the ranks only, not mpirun (whose command line matches too)
+    for rank in $(pgrep -f "kilolayer train.*--run.dir=$work/$name"); do
+      [ "$(cat /proc/"$rank"/comm 2>/dev/null)" = kilolayer ] && kill -TERM "$rank"
+    done
+  fi
+  wait "$pid"; status=$?
+  local took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
+  [ "$status" -eq 75 ] || fail "$name: exit $status after SIGTERM, expected 75: $(tail -5 "$work/$name.log")"
+  logged=$(tail -1 "$work/$name/metrics.jsonl" | sed 's/{"step":\([0-9]*\).*/\1/')
+  saved=$(cat "$work/$name/ckpt/latest")
+  [ "$saved" = "$(printf 'step_%08d' "$logged")" ] || fail "$name: last step $logged but checkpoint $saved"
+  [ "$logged" -lt "$steps" ] || fail "$name: the run finished before the signal took effect"
+  run "$name" 1 2 "${pre[@]}" --checkpoint.dir="$work/$name/ckpt" || exit 1
+  cmp -s "$work/reference/final_params.f32" "$work/$name/final_params.f32" || fail "$name: resumed run differs from the reference"
+  echo "preempted ($how): exit 75 ${took}s after SIGTERM, saved step $logged (the last one run: 0 steps lost), resumed bitwise"
+}
+preempt sigterm_launcher launcher
+preempt sigterm_ranks ranks

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# tools/export_torch.py writes a state_dict that nanoGPT's module tree (tools/nanogpt.py) loads
+# strictly and that reproduces `kilolayer eval`'s validation loss on the same windows, tied and
+# untied.
+#   tests/export_torch.sh BIN
+set -u
+bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null || exit 1
+status=0
+for tie in true false; do
+  run=$work/run_$tie
+  common=(--config /dev/null --model.layers=4 --model.d_model=32 --model.heads=2 --model.seq_len=32
+          --model.tie_embeddings=$tie --train.global_batch=8 --train.micro_batch=4 --train.eval_batches=3
+          --data.train="$work/data/train.bin" --data.val="$work/data/val.bin" --run.threads=1)
+  "$bin" train "${common[@]}" --train.steps=12 --train.lr=0.003 --run.dir="$run" >"$run.log" 2>&1 ||
+    { echo "FAIL: training: $(tail -3 "$run.log")"; exit 1; }
+  loss=$("$bin" eval "${common[@]}" --checkpoint "$run/checkpoints" | sed -n 's/^validation loss \([0-9.]*\) nats$/\1/p')
+  [ -n "$loss" ] || { echo "FAIL: kilolayer eval printed no loss"; exit 1; }
+  /usr/bin/python3 "$here/../tools/export_torch.py" "$run/checkpoints" "$work/model_$tie.pt" || exit 1
+  /usr/bin/python3 - "$here/../tools" "$work/model_$tie.pt" "$work/data/val.bin" "$loss" <<'PY' || status=1
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import torch
+import torch.nn.functional as F
+from nanogpt import GPT
+
+state = torch.load(sys.argv[2])
+model = GPT(layers=4, d_model=32, heads=2, d_ff=128, seq_len=32, vocab=256)
+model.load_state_dict(state, strict=True)  # every nanoGPT name present, nothing extra
+model.eval()
+tokens = np.fromfile(sys.argv[3], dtype=np.uint16, offset=1024).astype(np.int64)
+T, total = 32, 3 * 8  # seq_len, eval_batches x global_batch
+windows = len(tokens) - T
+starts = [(i * windows // total) % windows for i in range(total)]  # kilolayer's evaluation windows
+x = torch.tensor(np.stack([tokens[s:s + T] for s in starts]))
+y = torch.tensor(np.stack([tokens[s + 1:s + T + 1] for s in starts]))
+with torch.no_grad():
+    loss = F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1)).item()
+ours = float(sys.argv[4])
+rel = abs(loss - ours) / ours
+print(f"PyTorch (nanoGPT names) {loss:.6f} vs kilolayer eval {ours:.6f}: relative difference {rel:.1e}",
+      "ok" if rel < 1e-5 else "FAIL")
+sys.exit(0 if rel < 1e-5 else 1)
+PY
+done
+exit $status
