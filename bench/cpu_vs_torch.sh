@@ -27,6 +27,8 @@ micro_batch = $batch
 eval_every = 0
 eval_batches = 1
 $data_ini
+[checkpoint]
+dir = none
 [run]
 dir = $work/run
 threads = $threads

@@ -25,6 +25,8 @@ eval_batches = 1
 $data_ini
 [parallel]
 bucket_mb = $bucket_mb
+[checkpoint]
+dir = none
 [run]
 threads = 1
 INI

@@ -29,6 +29,8 @@ eval_batches = 1
 $data_ini
 [parallel]
 pp = $pp
+[checkpoint]
+dir = none
 [run]
 threads = 1
 INI
