@@ -1,4 +1,5 @@
-// One pre-norm Transformer block:
+// One Transformer block: an attention branch, then an MLP branch, each joined to the residual
+// stream x as model.residual says (models/residual.h); for pre-norm
 //   x_mid = x_in  + Dropout(Attn(LN1(x_in)))
 //   x_out = x_mid + Dropout(MLP(LN2(x_mid)))
 // Forward and backward side by side in block.cpp.
@@ -7,24 +8,33 @@
 #include <cstdint>
 
 #include "models/params.h"
+#include "models/residual.h"
+#include "src/config/config.h"
 #include "src/kernels/cpu/ops.h"
 
 namespace kl {
 
 struct BlockShape {
   int B, T, C, NH, F;
+  Residual residual = Residual::kPreNorm;
+  double alpha = 1.0;  // deepnorm's weight on the identity path
   int64_t tokens() const { return int64_t{B} * T; }
 };
+BlockShape block_shape(const ModelConfig& model, int B);
 
-// A block's tensors, resolved once from the parameter table (P = const T* or T*).
+// A block's tensors, resolved once from the parameter table (P = const T* or T*); those the
+// variant does not have are null (rezero: no LayerNorm; scale: rezero and layerscale; gate:
+// highway). For post-norm variants ln1 and ln2 normalise the sums.
 template <class P>
 struct BlockTensors {
   P ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc_w, fc_b, fc2_w, fc2_b;
+  P attn_scale, mlp_scale, attn_gate_w, attn_gate_b, mlp_gate_w, mlp_gate_b;
 };
 template <class P>
 BlockTensors<P> block_tensors(const ParamTable& table, P base, int layer);
 
-// What the backward pass needs from the forward pass of one block.
+// What the backward pass needs from the forward pass of one block. ln1 and ln2 hold the branch
+// inputs' LayerNorm (pre-norm variants) or the sums before the LayerNorm (post-norm variants).
 template <class T>
 struct BlockActivations {
   T *ln1, *ln1_mean, *ln1_rstd;  // [N,C], [N], [N]
@@ -34,6 +44,8 @@ struct BlockActivations {
   T* x_mid;                      // [N,C]
   T *ln2, *ln2_mean, *ln2_rstd;  // [N,C], [N], [N]
   T *fc, *gelu;                  // [N,F]
+  T *attn_kept, *mlp_kept;       // [N,C] each branch's D(F) before its scale or gate (else null)
+  T *attn_gate, *mlp_gate;       // [N,C] highway's gates (else null)
   static int64_t size(const BlockShape& s);  // elements
   static BlockActivations carve(T* memory, const BlockShape& s);
 };
@@ -67,7 +79,8 @@ struct BlockOutputGrads {
 };
 
 // Which part of a block's backward pass to run: all of it, the input gradient only (dres, and the
-// output gradients left in BlockOutputGrads), or the parameter gradients only (from those).
+// output gradients left in BlockOutputGrads), or the parameter gradients only (from those). The
+// parts exist for pre-norm blocks only (config refuses zb1 with another variant).
 enum class BackwardPart { kAll, kInput, kWeight };
 
 // Dropout for block `layer`: sites 1 + 2 layer (attention) and 2 + 2 layer (MLP); site 0 is the
@@ -76,12 +89,19 @@ inline constexpr uint32_t kEmbeddingDropoutSite = 0;
 struct BlockDropout {
   double p = 0.0;
   cpu::DropoutKey key;  // the batch position; the site is chosen per dropout with at()
+  // Stochastic depth: block l's branches are dropped per sample with probability
+  // path_last x (l + 1) / layers, kept ones scaled by 1 / (1 - that).
+  double path_last = 0.0;
+  int layers = 1;
 
+  static BlockDropout make(const ModelConfig& model, uint64_t seed, int64_t step, int64_t first_sample,
+                           bool training);
   cpu::DropoutKey at(uint32_t site) const {
     cpu::DropoutKey k = key;
     k.site = site;
     return k;
   }
+  double path_drop(int layer) const { return path_last * (layer + 1) / layers; }
 };
 
 template <class T>

@@ -25,7 +25,7 @@ GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute
   for (int l = 0; l < config_.layers; ++l) {
     layer_params_.push_back(block_tensors<const T*>(table_, params_.data(), l));
     layer_grads_.push_back(block_tensors<T*>(table_, grads_.data(), l));
-    layer_offsets_.push_back(table_.get(ParamTable::layer_prefix(l) + "ln1.weight").offset);
+    layer_offsets_.push_back(table_.layer_offset(l));
   }
   const BlockShape s = shape(micro_batch_);
   const int64_t NC = s.tokens() * s.C;
@@ -49,15 +49,12 @@ GptModel<T>::GptModel(const ModelConfig& config, int micro_batch, bool recompute
 
 template <class T>
 BlockShape GptModel<T>::shape(int B) const {
-  return {B, config_.seq_len, config_.d_model, config_.heads, config_.ff_width()};
+  return block_shape(config_, B);
 }
 
 template <class T>
 BlockDropout GptModel<T>::dropout_for(const BatchPosition& position, bool training) const {
-  BlockDropout d;
-  d.p = training ? config_.dropout : 0.0;
-  d.key = {position.seed, position.step, position.first_sample, 0};
-  return d;
+  return BlockDropout::make(config_, position.seed, position.step, position.first_sample, training);
 }
 
 template <class T>

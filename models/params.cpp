@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 
+#include "models/residual.h"
 #include "src/util/error.h"
 #include "src/util/rng.h"
 
@@ -24,12 +26,21 @@ std::string ParamTable::layer_prefix(int layer) {
   return buffer;
 }
 
-void ParamTable::add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay,
-                     int layer) {
-  ParamSpec spec{std::move(name), std::move(shape), init, std, decay, layer, buffer_size_};
+ParamSpec& ParamTable::add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay,
+                           int layer) {
+  ParamSpec spec;
+  spec.name = std::move(name);
+  spec.shape = std::move(shape);
+  spec.init = init;
+  spec.init_std = std;
+  spec.decay = decay;
+  spec.layer = layer;
+  spec.offset = buffer_size_;
   buffer_size_ += (spec.numel() + kAlign - 1) / kAlign * kAlign;
   index_.emplace(spec.name, specs_.size());
+  if (layer >= 0) layer_offset_.emplace(layer, spec.offset);
   specs_.push_back(std::move(spec));
+  return specs_.back();
 }
 
 namespace {
@@ -40,30 +51,65 @@ std::vector<int> all_layers(int layers) {
 }
 }  // namespace
 
+Residual parse_residual(const std::string& name) {
+  if (name == "prenorm") return Residual::kPreNorm;
+  if (name == "postnorm") return Residual::kPostNorm;
+  if (name == "plain") return Residual::kPlain;
+  if (name == "rezero") return Residual::kReZero;
+  if (name == "layerscale") return Residual::kLayerScale;
+  if (name == "deepnorm") return Residual::kDeepNorm;
+  if (name == "highway") return Residual::kHighway;
+  throw std::invalid_argument("unknown residual variant '" + name + "'");
+}
+
 ParamTable::ParamTable(const ModelConfig& m) : ParamTable(m, all_layers(m.layers), true, true) {}
 
 ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, bool first, bool last) {
   const int64_t C = m.d_model, F = m.ff_width(), V = m.vocab, T = m.seq_len;
+  const Residual residual = parse_residual(m.residual);
   // GPT-2: each branch's output projection starts smaller, so that the residual stream's variance
-  // does not grow with depth (2 branches per block).
-  const double proj_std = kInitStd / std::sqrt(2.0 * m.layers);
+  // does not grow with depth (2 branches per block). DeepNet instead gives the value, output and
+  // MLP projections the gain beta.
+  const bool deepnorm = residual == Residual::kDeepNorm;
+  const double beta = deepnorm_beta(m.layers);
+  const double proj_std = deepnorm ? kInitStd * beta : kInitStd / std::sqrt(2.0 * m.layers);
+  const double fc_std = deepnorm ? kInitStd * beta : kInitStd;
   // Weight decay on every matrix (Linear weights and embeddings), none on biases and LayerNorm.
   if (first || (last && m.tie_embeddings)) add("embed.token.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
   if (first) add("embed.position.weight", {T, C}, Init::kNormal, kInitStd, true, -1);
   for (int l : layers) {
     const std::string p = layer_prefix(l);
-    add(p + "ln1.weight", {C}, Init::kOnes, 0, false, l);
-    add(p + "ln1.bias", {C}, Init::kZeros, 0, false, l);
-    add(p + "attn.qkv.weight", {3 * C, C}, Init::kNormal, kInitStd, true, l);
+    if (residual != Residual::kReZero) {  // before the branch, or after the sum (post-norm)
+      add(p + "ln1.weight", {C}, Init::kOnes, 0, false, l);
+      add(p + "ln1.bias", {C}, Init::kZeros, 0, false, l);
+    }
+    ParamSpec& qkv = add(p + "attn.qkv.weight", {3 * C, C}, Init::kNormal, kInitStd, true, l);
+    if (deepnorm) {
+      qkv.tail_from_row = 2 * C;  // the value projection
+      qkv.tail_gain = beta;
+    }
     add(p + "attn.qkv.bias", {3 * C}, Init::kZeros, 0, false, l);
     add(p + "attn.proj.weight", {C, C}, Init::kNormal, proj_std, true, l);
     add(p + "attn.proj.bias", {C}, Init::kZeros, 0, false, l);
-    add(p + "ln2.weight", {C}, Init::kOnes, 0, false, l);
-    add(p + "ln2.bias", {C}, Init::kZeros, 0, false, l);
-    add(p + "mlp.fc.weight", {F, C}, Init::kNormal, kInitStd, true, l);
+    if (residual != Residual::kReZero) {
+      add(p + "ln2.weight", {C}, Init::kOnes, 0, false, l);
+      add(p + "ln2.bias", {C}, Init::kZeros, 0, false, l);
+    }
+    add(p + "mlp.fc.weight", {F, C}, Init::kNormal, fc_std, true, l);
     add(p + "mlp.fc.bias", {F}, Init::kZeros, 0, false, l);
     add(p + "mlp.proj.weight", {C, F}, Init::kNormal, proj_std, true, l);
     add(p + "mlp.proj.bias", {C}, Init::kZeros, 0, false, l);
+    for (const char* branch : {"attn", "mlp"}) {
+      const std::string b = p + branch;
+      if (residual == Residual::kReZero) add(b + ".scale", {1}, Init::kZeros, 0, false, l);
+      if (residual == Residual::kLayerScale) {
+        add(b + ".scale", {C}, Init::kConstant, 0, false, l).init_value = m.layerscale_init;
+      }
+      if (residual == Residual::kHighway) {
+        add(b + ".gate.weight", {C, C}, Init::kNormal, kInitStd, true, l);
+        add(b + ".gate.bias", {C}, Init::kConstant, 0, false, l).init_value = kHighwayGateBias;
+      }
+    }
   }
   if (!last) return;
   add("final_norm.weight", {C}, Init::kOnes, 0, false, -1);
@@ -81,6 +127,12 @@ const ParamSpec& ParamTable::get(std::string_view name) const {
   fatal(__FILE__, __LINE__, "get(name)", "no parameter named " + std::string(name));
 }
 
+int64_t ParamTable::layer_offset(int layer) const {
+  const auto it = layer_offset_.find(layer);
+  KL_CHECK(it != layer_offset_.end(), "no tensors of block " + std::to_string(layer) + " in this table");
+  return it->second;
+}
+
 int64_t ParamTable::parameter_count() const {
   int64_t n = 0;
   for (const auto& spec : specs_) n += spec.numel();
@@ -93,9 +145,14 @@ void init_parameters(const ParamTable& table, uint64_t seed, T* params) {
     T* p = params + spec.offset;
     const int64_t n = spec.numel();
     const uint64_t stream = rng::key(seed, rng::hash_name(spec.name));
+    const int64_t row = spec.shape.size() == 2 ? spec.shape[1] : 1;
     for (int64_t i = 0; i < n; ++i) {
+      const bool tail = spec.tail_from_row >= 0 && i / row >= spec.tail_from_row;
       switch (spec.init) {
-        case Init::kNormal: p[i] = T(spec.init_std * rng::normal(stream, static_cast<uint64_t>(i))); break;
+        case Init::kNormal:
+          p[i] = T(spec.init_std * (tail ? spec.tail_gain : 1.0) * rng::normal(stream, static_cast<uint64_t>(i)));
+          break;
+        case Init::kConstant: p[i] = T(spec.init_value); break;
         case Init::kOnes: p[i] = T(1); break;
         case Init::kZeros: p[i] = T(0); break;
       }

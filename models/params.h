@@ -13,13 +13,18 @@
 
 namespace kl {
 
-enum class Init { kNormal, kOnes, kZeros };
+enum class Init { kNormal, kOnes, kZeros, kConstant };
 
 struct ParamSpec {
   std::string name;  // global and layout-independent: "layers/000123/attn.qkv.weight"
   std::vector<int64_t> shape;
   Init init = Init::kZeros;
   double init_std = 0.0;  // for kNormal
+  double init_value = 0.0;  // for kConstant
+  // kNormal: rows from this one on (a 2-D tensor's second index runs fastest) use init_std x
+  // tail_gain (DeepNet's gain on the value part of the fused qkv projection); -1: none.
+  int64_t tail_from_row = -1;
+  double tail_gain = 1.0;
   bool decay = false;     // AdamW weight decay applies
   int layer = -1;         // block index, -1 for embeddings, final norm and head
   int64_t offset = 0;     // first element in the flat buffer
@@ -44,12 +49,15 @@ class ParamTable {
   int64_t parameter_count() const;                      // N, the model's parameters
 
   static std::string layer_prefix(int layer);  // "layers/000123/"
+  // First element of block `layer`'s tensors (they are contiguous); KL_CHECKs that it is here.
+  int64_t layer_offset(int layer) const;
 
  private:
-  void add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay, int layer);
+  ParamSpec& add(std::string name, std::vector<int64_t> shape, Init init, double std, bool decay, int layer);
 
   std::vector<ParamSpec> specs_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in specs_
+  std::unordered_map<int, int64_t> layer_offset_;  // block -> its first element
   int64_t buffer_size_ = 0;
 };
 

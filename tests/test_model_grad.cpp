@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "models/gpt.h"
@@ -62,6 +63,79 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TiedAndUntied, ModelGrad, ::testing::Bool());
+
+// Every residual variant (and stochastic depth) against finite differences, every parameter.
+class VariantGrad : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(VariantGrad, EveryParameterMatchesFiniteDifferences) {
+  ModelConfig config = tiny_model(true);
+  const std::string variant = GetParam();
+  config.residual = variant == "stochastic_depth" ? "prenorm" : variant;
+  if (variant == "stochastic_depth") config.stochastic_depth = 0.6;  // some rows dropped, some kept
+  const int B = 3;
+  GptModel<double> model(config, B, /*recompute=*/false);
+  model.init(7);
+  auto noise = test::random_vector(model.params().size(), 9, 0.1);  // rezero's scales leave 0 too
+  for (size_t i = 0; i < noise.size(); ++i) model.params()[i] += noise[i];
+  const auto inputs = tokens(B * config.seq_len, config.vocab, 3);
+  const auto targets = tokens(B * config.seq_len, config.vocab, 4);
+  const BatchPosition position{21, 5, 8};
+  model.zero_grads();
+  model.forward_backward(inputs.data(), targets.data(), B, position, 1.0 / (B * config.seq_len));
+  const std::vector<double> analytic(model.grads().begin(), model.grads().end());
+  GptModel<double> probe(config, B, false);
+  std::copy(model.params().begin(), model.params().end(), probe.params().begin());
+  auto loss = [&] { return probe.forward_backward(inputs.data(), targets.data(), B, position, 0.0); };
+  for (const ParamSpec& spec : model.table().specs()) {
+    test::expect_gradient(variant + " " + spec.name, probe.params().data() + spec.offset,
+                          analytic.data() + spec.offset, spec.numel(), loss, 1e-8, 1e-5);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Residual, VariantGrad,
+                         ::testing::Values("postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway",
+                                           "stochastic_depth"));
+
+TEST(ModelVariants, ReZeroStartsAsTheIdentity) {
+  // At initialisation every rezero block passes the stream through exactly: 5 blocks compute the
+  // same logits as 1, bit for bit, dropout and all.
+  ModelConfig config = tiny_model(true);
+  config.residual = "rezero";
+  const int B = 2;
+  const auto inputs = tokens(B * config.seq_len, config.vocab, 5);
+  const auto targets = tokens(B * config.seq_len, config.vocab, 6);
+  auto logits = [&](int layers) {
+    ModelConfig c = config;
+    c.layers = layers;
+    GptModel<float> model(c, B, false);
+    model.init(3);
+    model.zero_grads();
+    model.forward_backward(inputs.data(), targets.data(), B, {4, 2, 0}, 0.1);
+    return std::vector<float>(model.logits().begin(), model.logits().end());
+  };
+  EXPECT_EQ(logits(5), logits(1));
+}
+
+TEST(ModelVariants, DeepNormInitialisation) {
+  ModelConfig config = tiny_model(true);
+  config.residual = "deepnorm";
+  config.layers = 6;
+  config.d_model = 64;
+  config.heads = 4;
+  GptModel<double> model(config, 1, false);
+  model.init(2);
+  const double beta = std::pow(8.0 * 6, -0.25);
+  const ParamSpec& qkv = model.table().get("layers/000002/attn.qkv.weight");
+  auto stddev = [&](int64_t begin, int64_t end) {
+    double sq = 0;
+    for (int64_t i = begin; i < end; ++i) sq += std::pow(model.params()[static_cast<size_t>(qkv.offset + i)], 2);
+    return std::sqrt(sq / double(end - begin));
+  };
+  const int64_t C = 64;
+  EXPECT_NEAR(stddev(0, 2 * C * C), 0.02, 0.001);               // queries and keys: unscaled
+  EXPECT_NEAR(stddev(2 * C * C, 3 * C * C), 0.02 * beta, 0.001);  // values: gain beta
+  EXPECT_DOUBLE_EQ(model.table().get("layers/000002/mlp.fc.weight").init_std, 0.02 * beta);
+}
 
 TEST(ModelEquivalence, MicroBatchesSumToTheFullBatch) {
   const ModelConfig config = tiny_model(true);

@@ -113,7 +113,13 @@ class OptionTable {
     add("model.d_ff", &m.d_ff, "MLP hidden width (0: 4 x d_model)", at_least(0));
     add("model.seq_len", &m.seq_len, "context length in tokens", at_least(1));
     add("model.vocab", &m.vocab, "vocabulary size (tokens are uint16)", between(1, 65536));
-    add("model.residual", &m.residual, "residual stream variant: prenorm", one_of({"prenorm"}));
+    add("model.residual", &m.residual,
+        "residual stream variant: prenorm | postnorm | plain | rezero | layerscale | deepnorm | highway",
+        one_of({"prenorm", "postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway"}));
+    add("model.layerscale_init", &m.layerscale_init, "layerscale: initial per-channel branch scale (0: zero-gamma)",
+        between(0.0, 10.0));
+    add("model.stochastic_depth", &m.stochastic_depth,
+        "drop-path probability of the last block, rising linearly from 0 over depth (0: off)", below_one());
     add("model.dropout", &m.dropout, "dropout on embeddings and each branch output", below_one());
     add("model.tie_embeddings", &m.tie_embeddings, "LM head shares the token embedding");
 
@@ -188,6 +194,10 @@ void check_consistency(const Config& c) {
   if (c.train.global_batch % c.train.micro_batch != 0) {
     fail("train.global_batch = " + to_text(c.train.global_batch) +
          " is not a multiple of train.micro_batch = " + to_text(c.train.micro_batch));
+  }
+  if (c.parallel.schedule == "zb1" && c.model.residual != "prenorm") {
+    fail("parallel.schedule = zb1 splits the backward pass of pre-norm blocks only; model.residual = " +
+         c.model.residual + " needs another schedule");
   }
   if (c.train.min_lr > c.train.lr) {
     fail("train.min_lr = " + to_text(c.train.min_lr) + " exceeds train.lr = " + to_text(c.train.lr));

@@ -15,7 +15,9 @@ struct ModelConfig {
   int d_ff = 0;  // 0 means 4 * d_model
   int seq_len = 128;
   int vocab = 256;
-  std::string residual = "prenorm";
+  std::string residual = "prenorm";  // prenorm | postnorm | plain | rezero | layerscale | deepnorm | highway
+  double layerscale_init = 0.1;      // layerscale: initial value of every channel's branch scale
+  double stochastic_depth = 0.0;     // drop-path probability of the last block (0: off)
   double dropout = 0.1;
   bool tie_embeddings = true;
 

@@ -49,7 +49,7 @@ Stage::Stage(const ModelConfig& model, StageLayout layout, int micro_batch, int 
   for (int l : layer_ids_) {
     layer_params_.push_back(block_tensors<const float*>(table_, params_.data(), l));
     layer_grads_.push_back(block_tensors<float*>(table_, grads_.data(), l));
-    layer_offsets_.push_back(table_.get(ParamTable::layer_prefix(l) + "ln1.weight").offset);
+    layer_offsets_.push_back(table_.layer_offset(l));
   }
   int first = 0, max_layers = 0;
   for (const LayerRange& r : layout_.ranges) {
@@ -103,15 +103,10 @@ Stage::Stage(const ModelConfig& model, StageLayout layout, int micro_batch, int 
   residual_grad_.assign(static_cast<size_t>(NC), 0.0f);
 }
 
-BlockShape Stage::shape(int B) const {
-  return {B, config_.seq_len, config_.d_model, config_.heads, config_.ff_width()};
-}
+BlockShape Stage::shape(int B) const { return block_shape(config_, B); }
 
 BlockDropout Stage::dropout_for(const BatchPosition& position, bool training) const {
-  BlockDropout d;
-  d.p = training ? config_.dropout : 0.0;
-  d.key = {position.seed, position.step, position.first_sample, 0};
-  return d;
+  return BlockDropout::make(config_, position.seed, position.step, position.first_sample, training);
 }
 
 const BlockActivations<float>& Stage::acts(const Slot& slot, int i) const {

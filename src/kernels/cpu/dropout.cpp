@@ -51,7 +51,23 @@ void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, cons
   apply_mask(dinp, dout, B, row, p, key);
 }
 
+// One uniform draw per sample decides its whole row: the branch is there or not.
+template <class T>
+void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key) {
+  if (p <= 0.0) return;
+  const T keep_scale = T(1.0 / (1.0 - p));
+  for (int b = 0; b < B; ++b) {
+    const uint64_t stream = rng::key(key.seed, static_cast<uint64_t>(key.step),
+                                     static_cast<uint64_t>(key.first_sample + b), key.site);
+    const T factor = rng::uniform(stream, 0) > p ? keep_scale : T(0);
+    T* y = x + int64_t{b} * row;
+#pragma omp parallel for schedule(static)
+    for (int64_t e = 0; e < row; ++e) y[e] *= factor;
+  }
+}
+
 #define KL_INSTANTIATE(T)                                                                   \
+  template void drop_path<T>(T*, int, int64_t, double, const DropoutKey&);                 \
   template void dropout_forward<T>(T*, const T*, int, int64_t, double, const DropoutKey&); \
   template void dropout_backward<T>(T*, const T*, int, int64_t, double, const DropoutKey&);
 KL_INSTANTIATE(float)

@@ -66,6 +66,11 @@ void dropout_forward(T* out, const T* inp, int B, int64_t row, double p, const D
 template <class T>
 void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, const DropoutKey& key);
 
+// Drop-path (stochastic depth), in place over [B, row]: row b is zeroed with probability p, drawn
+// once per (seed, step, global sample, site), else scaled by 1 / (1 - p). Its own backward.
+template <class T>
+void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key);
+
 // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
 template <class T>
 void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_,
