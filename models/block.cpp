@@ -61,7 +61,7 @@ BranchRefs<T> mlp_refs(const BlockShape& s, const BlockTensors<const T*>& w, con
 // v = join(u, D(F(u or LN(u)))); `f(input)` leaves F(input) in scratch.branch.
 template <class T, class F>
 void branch_forward(const BlockShape& s, const BranchRefs<T>& b, const T* u, T* v, const BlockScratch<T>& scratch,
-                    const BlockDropout& dropout, int layer, F&& f) {
+                    const BlockDropout& dropout, int layer, double* branch_sq, F&& f) {
   const int N = static_cast<int>(s.tokens());
   const int64_t NC = s.tokens() * s.C, row = int64_t{s.T} * s.C;
   const Residual r = s.residual;
@@ -70,6 +70,7 @@ void branch_forward(const BlockShape& s, const BranchRefs<T>& b, const T* u, T* 
   f(pre_norm(r) ? static_cast<const T*>(b.ln) : u);
   cpu::dropout_forward(branch, branch, s.B, row, dropout.p, dropout.at(b.site));
   cpu::drop_path(branch, s.B, row, dropout.path_drop(layer), dropout.at(path_site(layer)));
+  if (branch_sq) *branch_sq += cpu::sum_squares(static_cast<const T*>(branch), NC);
   switch (r) {
     case Residual::kPreNorm: add(v, u, branch, NC); break;
     case Residual::kPlain: std::copy(branch, branch + NC, v); break;
@@ -163,6 +164,11 @@ void branch_backward(const BlockShape& s, const BranchRefs<T>& b, const T* u, T*
 }
 
 }  // namespace
+
+void StreamStats::reset(int layers) {
+  for (auto* v : {&grad_sq, &act_sq, &attn_sq, &mlp_sq}) v->assign(static_cast<size_t>(layers), 0.0);
+  final_grad_sq = final_act_sq = 0.0;
+}
 
 BlockShape block_shape(const ModelConfig& m, int B) {
   BlockShape s{B, m.seq_len, m.d_model, m.heads, m.ff_width()};
@@ -277,17 +283,17 @@ BlockOutputGrads<T> BlockOutputGrads<T>::in_scratch(const BlockScratch<T>& b) {
 template <class T>
 void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>& w, const T* x_in,
                    T* x_out, const BlockActivations<T>& a, const BlockScratch<T>& scratch,
-                   const BlockDropout& dropout) {
+                   const BlockDropout& dropout, double* branch_sq) {
   const int N = static_cast<int>(s.tokens());
   const BlockTensors<T*> no_grads{};
   branch_forward(s, attention_refs(s, w, no_grads, a, layer), x_in, a.x_mid, scratch, dropout, layer,
-                 [&](const T* in) {
+                 branch_sq, [&](const T* in) {
                    cpu::linear_forward(a.qkv, in, w.qkv_w, w.qkv_b, N, s.C, 3 * s.C);
                    cpu::attention_forward(a.att, a.probs, a.qkv, s.B, s.T, s.C, s.NH);
                    cpu::linear_forward(scratch.branch, a.att, w.proj_w, w.proj_b, N, s.C, s.C);
                  });
   branch_forward(s, mlp_refs(s, w, no_grads, a, layer), static_cast<const T*>(a.x_mid), x_out, scratch, dropout,
-                 layer, [&](const T* in) {
+                 layer, branch_sq ? branch_sq + 1 : nullptr, [&](const T* in) {
                    cpu::linear_forward(a.fc, in, w.fc_w, w.fc_b, N, s.C, s.F);
                    cpu::gelu_forward(a.gelu, a.fc, s.tokens() * s.F);
                    cpu::linear_forward(scratch.branch, a.gelu, w.fc2_w, w.fc2_b, N, s.F, s.C);
@@ -344,7 +350,7 @@ void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>
   template BlockTensors<T*> block_tensors<T*>(const ParamTable&, T*, int);                      \
   template void block_forward<T>(const BlockShape&, int, const BlockTensors<const T*>&, const T*, \
                                  T*, const BlockActivations<T>&, const BlockScratch<T>&,         \
-                                 const BlockDropout&);                                           \
+                                 const BlockDropout&, double*);                                  \
   template void block_backward<T>(const BlockShape&, int, const BlockTensors<const T*>&,        \
                                   const BlockTensors<T*>&, const T*, const BlockActivations<T>&, \
                                   const BlockScratch<T>&, const BlockDropout&, T*, BackwardPart, \

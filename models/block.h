@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "models/params.h"
 #include "models/residual.h"
@@ -104,10 +105,27 @@ struct BlockDropout {
   double path_drop(int layer) const { return path_last * (layer + 1) / layers; }
 };
 
+// `branch_sq` (optional, 2 values): += the sums of squares of the attention and MLP branch
+// outputs D(F), for diagnostics.
 template <class T>
 void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>& w, const T* x_in,
                    T* x_out, const BlockActivations<T>& a, const BlockScratch<T>& scratch,
-                   const BlockDropout& dropout);
+                   const BlockDropout& dropout, double* branch_sq = nullptr);
+
+// Per-block measurements of the residual stream over one training step, for run.diag_every: sums
+// of squares, so that micro-batches, data-parallel replicas and pipeline stages add up by summing.
+struct StreamStats {
+  std::vector<double> grad_sq;  // [layers] |dL/dx_l|^2, x_l the input of block l (global index)
+  std::vector<double> act_sq;   // [layers] |x_l|^2
+  std::vector<double> attn_sq, mlp_sq;  // [layers] |D(F)|^2 of each branch
+  double final_grad_sq = 0, final_act_sq = 0;  // at x_L, the stream's output
+  void reset(int layers);
+  void add_forward(int layer, double input_sq, const double branch_sq[2]) {
+    act_sq[static_cast<size_t>(layer)] += input_sq;
+    attn_sq[static_cast<size_t>(layer)] += branch_sq[0];
+    mlp_sq[static_cast<size_t>(layer)] += branch_sq[1];
+  }
+};
 
 // dres holds dL/dx_out on entry and dL/dx_in on return (the residual stream's gradient flows
 // through the identity path untouched and each branch adds its share). With kWeight, dres is not

@@ -79,10 +79,14 @@ double GptModel<T>::forward(const int32_t* inputs, const int32_t* targets, int B
   T* x = residual_.data();
   cpu::embedding_forward(x, inputs, p + token_embedding_, p + position_embedding_, B, s.T, s.C);
   cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingDropoutSite));
+  StreamStats* stats = training ? stats_ : nullptr;
   for (int l = 0; l < config_.layers; ++l) {
+    double branch_sq[2] = {0.0, 0.0};
     block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
-                  activations(l), scratch_, dropout);
+                  activations(l), scratch_, dropout, stats ? branch_sq : nullptr);
+    if (stats) stats->add_forward(l, cpu::sum_squares(x + l * NC, NC), branch_sq);
   }
+  if (stats) stats->final_act_sq += cpu::sum_squares(x + config_.layers * NC, NC);
   cpu::layernorm_forward(final_norm_.data(), final_mean_.data(), final_rstd_.data(),
                          x + config_.layers * NC, p + final_norm_weight_, p + final_norm_bias_, N, s.C);
   cpu::linear_forward<T>(logits_.data(), final_norm_.data(), p + head_, nullptr, N, s.C, config_.vocab);
@@ -114,6 +118,7 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
                           x + config_.layers * NC, p + final_norm_weight_, final_mean_.data(),
                           final_rstd_.data(), N, s.C);
   if (ready) ready(final_norm_weight_);  // the final norm and an untied head lie after the blocks
+  if (stats_) stats_->final_grad_sq += cpu::sum_squares(dres, NC);
   for (int l = config_.layers - 1; l >= 0; --l) {
     if (recompute_) {
       block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
@@ -122,6 +127,7 @@ void GptModel<T>::backward(const int32_t* inputs, const int32_t* targets, int B,
     block_backward(s, l, layer_params_[static_cast<size_t>(l)], layer_grads_[static_cast<size_t>(l)],
                    x + l * NC, activations(l), scratch_, dropout, dres, BackwardPart::kAll,
                    BlockOutputGrads<T>::in_scratch(scratch_));
+    if (stats_) stats_->grad_sq[static_cast<size_t>(l)] += cpu::sum_squares(dres, NC);
     if (ready) ready(layer_offsets_[static_cast<size_t>(l)]);
   }
   cpu::dropout_backward(dres, dres, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingDropoutSite));

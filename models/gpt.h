@@ -57,6 +57,9 @@ class GptModel {
   // Forward only, without dropout. Returns the mean loss.
   double evaluate(const int32_t* inputs, const int32_t* targets, int B);
 
+  // While set, training passes add their per-block measurements to `stats` (diagnostics).
+  void collect(StreamStats* stats) { stats_ = stats; }
+
   // The logits [B, seq_len, vocab] of the last forward pass.
   std::span<const T> logits() const { return logits_; }
 
@@ -92,6 +95,7 @@ class GptModel {
   std::vector<T> logits_;                               // [N,V]
   std::vector<T> probs_;                                // [N,V] softmax, then dL/dlogits
   std::vector<T> losses_;                               // [N]
+  StreamStats* stats_ = nullptr;
 };
 
 }  // namespace kl

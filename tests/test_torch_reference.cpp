@@ -157,7 +157,16 @@ TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
   const auto targets = fixture().ints("targets");
   model.zero_grads();
   const double tokens = double(B) * config.seq_len;
+  StreamStats stats;  // the diagnostics' measurements, against PyTorch's x.grad.norm() per block
+  stats.reset(config.layers);
+  model.collect(&stats);
   const double loss = model.forward_backward(inputs.data(), targets.data(), B, {}, 1.0 / tokens);
+  model.collect(nullptr);
+  std::vector<double> stream_grad_norm;
+  for (double sq : stats.grad_sq) stream_grad_norm.push_back(std::sqrt(sq));
+  stream_grad_norm.push_back(std::sqrt(stats.final_grad_sq));
+  expect_close("diagnostics' |dL/dx_l|", stream_grad_norm.data(), fixture().at("stream_grad_norm"), Tolerance<T>::abs,
+               Tolerance<T>::rel);
   expect_close("logits", model.logits().data(), fixture().at("logits"), Tolerance<T>::abs, Tolerance<T>::rel);
   EXPECT_NEAR(loss, fixture().scalar("loss"), Tolerance<T>::loss);
   for (const ParamSpec& spec : model.table().specs()) {

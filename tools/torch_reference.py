@@ -3,7 +3,7 @@
 
 kilolayer's model written independently in PyTorch (tools/torch_gpt.py), run in float64, without
 dropout (PyTorch's dropout RNG cannot be matched). It records the weights, one
-batch's logits, loss and every gradient, then ten steps of AdamW (PyTorch's own, weight decay on
+batch's logits, loss, every gradient and the norm of dL/dx at every block boundary, then ten steps of AdamW (PyTorch's own, weight decay on
 matrices only) with global-norm clipping and the warmup + cosine schedule, and their losses.
 
 File format (little-endian): b"KLFX", uint32 count, then per tensor: uint32 name length, name bytes,
@@ -71,9 +71,20 @@ def main():
     B, T, V = c["batch"], c["seq_len"], c["vocab"]
     inputs = torch.randint(0, V, (B, T))
     targets = torch.randint(0, V, (B, T))
-    logits = model(inputs)
+    # The model's forward spelled out, keeping the residual stream at every block boundary so that
+    # its gradients dL/dx_l can be recorded (kilolayer's diagnostics report their norms).
+    x = model.drop(model.wte(inputs) + model.wpe(torch.arange(T)))
+    stream = []
+    for block in model.blocks:
+        x.retain_grad()
+        stream.append(x)
+        x = block(x)
+    x.retain_grad()
+    stream.append(x)
+    logits = model.ln_f(x) @ model.wte.weight.T
     loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
     loss.backward()
+    tensors["stream_grad_norm"] = torch.stack([s.grad.norm() for s in stream]).detach()
     tensors["inputs"] = inputs.double()
     tensors["targets"] = targets.double()
     tensors["logits"] = logits.detach()

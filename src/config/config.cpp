@@ -175,6 +175,9 @@ class OptionTable {
     add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
     add("run.device", &c.run.device, "cpu (cuda arrives with the CUDA backend)", one_of({"cpu"}));
     add("run.precision", &c.run.precision, "fp32", one_of({"fp32"}));
+    add("run.diag_every", &c.run.diag_every,
+        "steps between per-layer residual-stream diagnostics in <run.dir>/diagnostics.h5 (0: none; "
+        "step 1 is always diagnosed when on)", at_least<int64_t>(0));
     add("run.stop_after", &c.run.stop_after,
         "end this process after this optimizer step, with a checkpoint (0: train.steps)", at_least<int64_t>(0));
     add("run.save_final_params", &c.run.save_final_params,

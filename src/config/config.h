@@ -72,6 +72,7 @@ struct RunConfig {
   int threads = 0;  // 0: every core
   std::string device = "cpu";
   std::string precision = "fp32";
+  int64_t diag_every = 0;  // steps between per-layer diagnostics (0: none)
   int64_t stop_after = 0;  // end this process after this optimizer step (0: train.steps), saving
   bool save_final_params = false;  // write <dir>/final_params.f32 (the flat fp32 buffer) at the end
 };

@@ -38,6 +38,7 @@ class PipelineWorker final : public Worker {
   const ParamTable& table() const override { return stage_.table(); }
   std::span<float> params() override { return stage_.params(); }
   std::span<float> grads() override { return stage_.grads(); }
+  void collect(StreamStats* stats) override { stage_.collect(stats); }
 
   StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) override {
     StepPlan plan;

@@ -142,10 +142,15 @@ double Stage::forward(int index, int chunk, int B, const float* input, const int
   }
   const LayerRange& range = layout_.ranges[static_cast<size_t>(chunk)];
   const int first = chunk_first_[static_cast<size_t>(chunk)], count = range.end - range.begin;
+  StreamStats* stats = training ? stats_ : nullptr;
   for (int i = 0; i < count; ++i) {
     const auto l = static_cast<size_t>(first + i);
-    block_forward(s, layer_ids_[l], layer_params_[l], x + i * NC, x + (i + 1) * NC, acts(sl, i), scratch_, dropout);
+    double branch_sq[2] = {0.0, 0.0};
+    block_forward(s, layer_ids_[l], layer_params_[l], x + i * NC, x + (i + 1) * NC, acts(sl, i), scratch_, dropout,
+                  stats ? branch_sq : nullptr);
+    if (stats) stats->add_forward(layer_ids_[l], cpu::sum_squares(x + i * NC, NC), branch_sq);
   }
+  if (stats && layout_.last_chunk(chunk)) stats->final_act_sq += cpu::sum_squares(x + count * NC, NC);
   if (!layout_.last_chunk(chunk)) return 0.0;
   cpu::layernorm_forward(sl.final_norm, sl.final_mean, sl.final_rstd, x + count * NC, p + final_norm_weight_,
                          p + final_norm_bias_, N, s.C);
@@ -191,6 +196,7 @@ void Stage::backward(int index, int chunk, int B, BackwardPart part, const float
     std::fill(dres, dres + NC, 0.0f);
     cpu::layernorm_backward(dres, g + final_norm_weight_, g + final_norm_bias_, scratch_.dnc, x + count * NC,
                             p + final_norm_weight_, sl.final_mean, sl.final_rstd, N, s.C);
+    if (stats_) stats_->final_grad_sq += cpu::sum_squares(dres, NC);
   } else if (inputs) {
     std::copy(grad_output, grad_output + NC, dres);
   }
@@ -204,6 +210,7 @@ void Stage::backward(int index, int chunk, int B, BackwardPart part, const float
                                                                  : sl.out_grads[static_cast<size_t>(i)];
     block_backward(s, layer_ids_[l], layer_params_[l], layer_grads_[l], x + i * NC, acts(sl, i), scratch_,
                    dropout, dres, part, d);
+    if (stats_ && inputs) stats_->grad_sq[static_cast<size_t>(layer_ids_[l])] += cpu::sum_squares(dres, NC);
     if (ready && weights) ready(layer_offsets_[l]);
   }
   if (!layout_.first_chunk(chunk)) return;

@@ -58,6 +58,8 @@ class Stage {
   int64_t chunk_offset(int chunk) const;
 
   void init(uint64_t seed) { init_parameters(table_, seed, params_.data()); }
+  // While set, training passes add their blocks' measurements to `stats` (diagnostics).
+  void collect(StreamStats* stats) { stats_ = stats; }
   void zero_grads();
 
   // Forward of B sequences through local chunk `chunk` into buffer `slot`. `input` is the previous
@@ -113,6 +115,7 @@ class Stage {
   std::vector<float> scratch_memory_;
   BlockScratch<float> scratch_{};
   std::vector<float> residual_grad_;  // [N,C] dL/dx flowing down the stream
+  StreamStats* stats_ = nullptr;
 };
 
 }  // namespace kl::pipeline

@@ -21,6 +21,7 @@
 #include "src/kernels/cpu/ops.h"
 #include "src/pipeline/pipeline_worker.h"
 #include "src/pipeline/schedule.h"
+#include "src/train/diagnostics.h"
 #include "src/train/metrics.h"
 #include "src/train/optimizer.h"
 #include "src/train/preemption.h"
@@ -59,6 +60,7 @@ class GptWorker final : public Worker {
   std::span<float> params() override { return model_.params(); }
   std::span<float> grads() override { return model_.grads(); }
   std::string describe() const override { return "whole model"; }
+  void collect(StreamStats* stats) override { model_.collect(stats); }
   std::vector<float> global_params() override { return {model_.params().begin(), model_.params().end()}; }
 
   // Rank r takes samples [r G/dp, (r+1) G/dp) of the step. Only the last micro-batch's backward
@@ -127,13 +129,19 @@ class RankTrainer {
            worker_->describe();
   }
 
-  // One optimizer step (0-based `step`); the metrics lack val_loss.
-  StepMetrics step(const TokenDataset& data, int64_t step) {
+  // One optimizer step (0-based `step`); the metrics lack val_loss. With `diagnostics`, the step
+  // is also measured layer by layer into it (collective: every rank passes one or none).
+  StepMetrics step(const TokenDataset& data, int64_t step, DiagnosticsRow* diagnostics = nullptr) {
     const auto start = Clock::now();
     if (reducer_) reducer_->begin();
     const bool overlap = reducer_ && c_.parallel.overlap;
+    if (diagnostics) {
+      stats_.reset(c_.model.layers);
+      worker_->collect(&stats_);
+    }
     const StepWork work =
         worker_->step(data, step, overlap ? [this](int64_t offset) { reducer_->ready_from(offset); } : GradientsReady{});
+    worker_->collect(nullptr);
     double comm_wait = reduce_gradients();
     const double loss = dp_.all_reduce_sum(pp_.all_reduce_sum(work.loss));
     const double grad_norm = global_grad_norm();
@@ -144,7 +152,9 @@ class RankTrainer {
     }
     clip_to_norm(owned_grads(), grad_norm, c_.train.clip);
     const double lr = learning_rate(c_.train, step);
+    if (diagnostics) before_update_.assign(worker_->params().begin(), worker_->params().end());
     comm_wait += update(lr, step + 1);
+    if (diagnostics) *diagnostics = diagnose(step + 1);
     const double step_time = seconds_since(start);
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
     // Bytes each rank puts through its gradient collectives per step.
@@ -281,6 +291,50 @@ class RankTrainer {
     return seconds_since(start);
   }
 
+  // The step's per-layer measurements, summed over the pipeline (disjoint layers) and over the
+  // data-parallel group (disjoint samples); the update ratios are the same on every replica.
+  DiagnosticsRow diagnose(int64_t step_number) {
+    const auto L = static_cast<size_t>(c_.model.layers);
+    std::vector<double> sums;  // grad, act, attn, mlp [L] each, final grad, final act; update, weight [L] each
+    for (const auto* v : {&stats_.grad_sq, &stats_.act_sq, &stats_.attn_sq, &stats_.mlp_sq}) {
+      sums.insert(sums.end(), v->begin(), v->end());
+    }
+    sums.push_back(stats_.final_grad_sq);
+    sums.push_back(stats_.final_act_sq);
+    const size_t batch_part = sums.size();
+    sums.resize(batch_part + 2 * L, 0.0);
+    const auto params = worker_->params();
+    for (const ParamSpec& spec : worker_->table().specs()) {
+      if (spec.layer < 0) continue;
+      for (int64_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
+        const double before = before_update_[static_cast<size_t>(i)], change = params[static_cast<size_t>(i)] - before;
+        sums[batch_part + static_cast<size_t>(spec.layer)] += change * change;
+        sums[batch_part + L + static_cast<size_t>(spec.layer)] += before * before;
+      }
+    }
+    pp_.all_reduce_sum(sums);
+    dp_.all_reduce_sum(std::span<double>(sums.data(), batch_part));
+    const double elements = double(c_.train.global_batch) * c_.model.seq_len * c_.model.d_model;
+    DiagnosticsRow row;
+    row.step = step_number;
+    auto column = [&](size_t part, bool rms) {
+      std::vector<double> out(L);
+      for (size_t l = 0; l < L; ++l) out[l] = std::sqrt(sums[part * L + l] / (rms ? elements : 1.0));
+      return out;
+    };
+    row.residual_grad_norm = column(0, false);
+    row.residual_rms = column(1, true);
+    row.attn_out_rms = column(2, true);
+    row.mlp_out_rms = column(3, true);
+    row.final_grad_norm = std::sqrt(sums[4 * L]);
+    row.final_rms = std::sqrt(sums[4 * L + 1] / elements);
+    row.update_ratio.resize(L);
+    for (size_t l = 0; l < L; ++l) {
+      row.update_ratio[l] = std::sqrt(sums[batch_part + l]) / std::max(std::sqrt(sums[batch_part + L + l]), 1e-30);
+    }
+    return row;
+  }
+
   // Every stage's wait and activation peak, gathered over the pipeline; the bubble is the mean
   // share of the step a stage spent waiting on its neighbours.
   PipelineMetrics pipeline_metrics(const StepWork& work, double step_time) {
@@ -314,6 +368,8 @@ class RankTrainer {
   AdamW<float> optimizer_;
   std::vector<float> grad_shard_;
   std::unique_ptr<GradReducer> reducer_;
+  StreamStats stats_;                 // diagnostics: this rank's measurements of the step
+  std::vector<float> before_update_;  // diagnostics: the parameters before the update
 };
 
 }  // namespace
@@ -415,8 +471,16 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   std::vector<double> step_times;
   const auto run_start = Clock::now();
   const int64_t stop = c.run.stop_after > 0 ? std::min(c.run.stop_after, c.train.steps) : c.train.steps;
+  const std::optional<DiagnosticsWriter> diagnostics =
+      leader && c.run.diag_every > 0
+          ? std::optional<DiagnosticsWriter>(std::in_place, (run_dir / "diagnostics.h5").string(), c.model.layers)
+          : std::nullopt;
   for (int64_t step = start; step < stop; ++step) {
-    StepMetrics m = trainer.step(train_data, step);
+    const bool diagnose = c.run.diag_every > 0 && (step == 0 || (step + 1) % c.run.diag_every == 0 ||
+                                                   step + 1 == c.train.steps);
+    DiagnosticsRow row;
+    StepMetrics m = trainer.step(train_data, step, diagnose ? &row : nullptr);
+    if (diagnostics && diagnose) diagnostics->append(row);
     step_times.push_back(m.step_time_s);
     summary.losses.push_back(m.loss);
     const bool last = m.step == c.train.steps;

@@ -39,6 +39,9 @@ class Worker {
   // dropout; ranks that compute no loss (pipeline stages before the last) return 0.
   virtual double evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total) = 0;
 
+  // While set, training passes add their blocks' measurements to `stats` (by global block index).
+  virtual void collect(StreamStats* stats) = 0;
+
   // Gradient elements [first, second) that another rank holds too (a tied embedding's second
   // copy): left out of the global norm so that each element counts once.
   virtual std::pair<int64_t, int64_t> duplicate_range() const { return {0, 0}; }
