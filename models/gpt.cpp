@@ -81,6 +81,10 @@ double GptModel<T>::forward(const int32_t* inputs, const int32_t* targets, int B
   cpu::dropout_forward(x, x, B, int64_t{s.T} * s.C, dropout.p, dropout.at(kEmbeddingDropoutSite));
   StreamStats* stats = training ? stats_ : nullptr;
   for (int l = 0; l < config_.layers; ++l) {
+    if (!training && l == skip_) {
+      std::copy(x + l * NC, x + (l + 1) * NC, x + (l + 1) * NC);
+      continue;
+    }
     double branch_sq[2] = {0.0, 0.0};
     block_forward(s, l, layer_params_[static_cast<size_t>(l)], x + l * NC, x + (l + 1) * NC,
                   activations(l), scratch_, dropout, stats ? branch_sq : nullptr);

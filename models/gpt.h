@@ -57,6 +57,10 @@ class GptModel {
   // Forward only, without dropout. Returns the mean loss.
   double evaluate(const int32_t* inputs, const int32_t* targets, int B);
 
+  // Evaluation passes treat block `layer` as removed (its input passes through; -1: none), for
+  // the lesion study.
+  void skip_block(int layer) { skip_ = layer; }
+
   // While set, training passes add their per-block measurements to `stats` (diagnostics).
   void collect(StreamStats* stats) { stats_ = stats; }
 
@@ -96,6 +100,7 @@ class GptModel {
   std::vector<T> probs_;                                // [N,V] softmax, then dL/dlogits
   std::vector<T> losses_;                               // [N]
   StreamStats* stats_ = nullptr;
+  int skip_ = -1;
 };
 
 }  // namespace kl

@@ -2,6 +2,7 @@
 //
 //   kilolayer train --config FILE [--section.key=value ...]
 //   kilolayer eval --config FILE --checkpoint PATH [--section.key=value ...]
+//   kilolayer lesion --config FILE --checkpoint PATH [--out CSV] [--section.key=value ...]
 //   kilolayer inspect PATH
 //   kilolayer data  --out DIR [--val-every K] [--block BYTES] TEXT_FILE...
 //   kilolayer --help
@@ -9,6 +10,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -28,6 +31,8 @@ const char* kUsage =
     "usage:\n"
     "  kilolayer train --config FILE [--section.key=value ...]   train (world size = dp x pp)\n"
     "  kilolayer eval --config FILE --checkpoint PATH [...]     validation loss of a checkpoint\n"
+    "  kilolayer lesion --config FILE --checkpoint PATH [--out CSV] [...]\n"
+    "                                                           the loss with each block removed\n"
     "  kilolayer inspect PATH                                   a checkpoint: config, step, layout,\n"
     "                                                           tensors, checksums verified\n"
     "  kilolayer data --out DIR [--val-every K] [--block BYTES] TEXT_FILE...\n"
@@ -90,25 +95,47 @@ int run_train(std::vector<std::string> args) {
   return 0;
 }
 
-int run_eval(std::vector<std::string> args) {
-  std::string checkpoint;
+// eval: the validation loss of a checkpoint. lesion: also with each block removed in turn, written
+// as CSV (layer, val_loss, delta against the intact model) to --out or <run.dir>/lesion.csv.
+int run_eval(std::vector<std::string> args, bool lesion) {
+  const char* command = lesion ? "lesion" : "eval";
+  std::string checkpoint, out;
   try {
     checkpoint = take_flag(args, "--checkpoint");
-  } catch (const kl::UserError&) {  // --checkpoint without a value: the same message as none
+    if (lesion) out = take_flag(args, "--out");
+  } catch (const kl::UserError&) {  // a flag without a value: reported like a missing one
   }
-  const auto config = job_config(args, "eval");
+  const auto config = job_config(args, command);
   if (!config) return kl::kExitUserError;
   if (checkpoint.empty()) {
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) std::fprintf(stderr, "kilolayer: error: eval: --checkpoint PATH is required\n");
+    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s: --checkpoint PATH is required\n", command);
     return kl::kExitUserError;
   }
   const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config->parallel.dp, config->parallel.pp));
   const bool leader = comms.world->rank() == 0;
   std::ostream silent(nullptr);
-  const double loss = kl::evaluate_checkpoint(*config, train_comms(comms), checkpoint, leader ? std::cout : silent);
-  if (leader) std::printf("validation loss %.6f nats\n", loss);
+  const std::vector<double> losses =
+      kl::lesion_study(*config, train_comms(comms), checkpoint, leader ? std::cout : silent, lesion);
+  if (!leader) return 0;
+  std::printf("validation loss %.6f nats\n", losses[0]);
+  if (!lesion) return 0;
+  if (out.empty()) out = config->run.dir + "/lesion.csv";
+  std::filesystem::create_directories(std::filesystem::path(out).parent_path().empty()
+                                          ? std::filesystem::path(".")
+                                          : std::filesystem::path(out).parent_path());
+  std::ofstream csv(out);
+  csv << "layer,val_loss,delta\n";
+  char line[96];
+  std::snprintf(line, sizeof line, "none,%.9g,0\n", losses[0]);
+  csv << line;
+  for (size_t l = 1; l < losses.size(); ++l) {
+    std::snprintf(line, sizeof line, "%zu,%.9g,%.9g\n", l - 1, losses[l], losses[l] - losses[0]);
+    csv << line;
+  }
+  if (!csv.flush()) throw kl::UserError("lesion: cannot write " + out);
+  std::printf("lesion: %zu blocks, written to %s\n", losses.size() - 1, out.c_str());
   return 0;
 }
 
@@ -171,8 +198,8 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") {
       status = run_train(args);
-    } else if (command == "eval") {
-      status = run_eval(args);
+    } else if (command == "eval" || command == "lesion") {
+      status = run_eval(args, command == "lesion");
     } else if (command == "inspect") {
       status = run_inspect(args);
     } else if (command == "data") {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tools/export_torch.py writes a state_dict that nanoGPT's module tree (tools/nanogpt.py) loads
 # strictly and that reproduces `kilolayer eval`'s validation loss on the same windows, tied and
-# untied.
+# untied; and `kilolayer lesion`'s loss with each block removed equals PyTorch's with that block
+# skipped.
 #   tests/export_torch.sh BIN
 set -u
 bin=$1
@@ -19,8 +20,10 @@ for tie in true false; do
     { echo "FAIL: training: $(tail -3 "$run.log")"; exit 1; }
   loss=$("$bin" eval "${common[@]}" --checkpoint "$run/checkpoints" | sed -n 's/^validation loss \([0-9.]*\) nats$/\1/p')
   [ -n "$loss" ] || { echo "FAIL: kilolayer eval printed no loss"; exit 1; }
+  "$bin" lesion "${common[@]}" --checkpoint "$run/checkpoints" --out "$work/lesion_$tie.csv" >/dev/null ||
+    { echo "FAIL: kilolayer lesion"; exit 1; }
   /usr/bin/python3 "$here/../tools/export_torch.py" "$run/checkpoints" "$work/model_$tie.pt" || exit 1
-  /usr/bin/python3 - "$here/../tools" "$work/model_$tie.pt" "$work/data/val.bin" "$loss" <<'PY' || status=1
+  /usr/bin/python3 - "$here/../tools" "$work/model_$tie.pt" "$work/data/val.bin" "$loss" "$work/lesion_$tie.csv" <<'PY' || status=1
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
@@ -38,13 +41,20 @@ windows = len(tokens) - T
 starts = [(i * windows // total) % windows for i in range(total)]  # kilolayer's evaluation windows
 x = torch.tensor(np.stack([tokens[s:s + T] for s in starts]))
 y = torch.tensor(np.stack([tokens[s + 1:s + T + 1] for s in starts]))
-with torch.no_grad():
-    loss = F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1)).item()
+def loss_of(skip=None):
+    with torch.no_grad():
+        return F.cross_entropy(model(x, skip).reshape(-1, 256), y.reshape(-1)).item()
+loss = loss_of()
 ours = float(sys.argv[4])
 rel = abs(loss - ours) / ours
 print(f"PyTorch (nanoGPT names) {loss:.6f} vs kilolayer eval {ours:.6f}: relative difference {rel:.1e}",
       "ok" if rel < 1e-5 else "FAIL")
-sys.exit(0 if rel < 1e-5 else 1)
+rows = [line.split(",") for line in open(sys.argv[5]).read().split()[1:]]
+assert [r[0] for r in rows] == ["none", "0", "1", "2", "3"], rows
+worst = max(abs(loss_of(int(r[0])) - float(r[1])) / float(r[1]) for r in rows[1:])
+print(f"lesion: each block removed, kilolayer vs PyTorch: worst relative difference {worst:.1e}",
+      "ok" if worst < 1e-5 else "FAIL")
+sys.exit(0 if rel < 1e-5 and worst < 1e-5 else 1)
 PY
 done
 exit $status

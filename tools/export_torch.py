@@ -45,6 +45,8 @@ def main():
     config.read_string(f.attrs["config"].decode() if isinstance(f.attrs["config"], bytes) else f.attrs["config"])
     model = config["model"]
     layers, tied = int(model["layers"]), model["tie_embeddings"] == "true"
+    if model.get("residual", "prenorm") != "prenorm":
+        sys.exit(f"export_torch: {source}: model.residual = {model['residual']}; nanoGPT's blocks are pre-norm only")
 
     def tensor(name):
         data = f["model/" + name]

@@ -58,8 +58,10 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(d_model)))
         self.lm_head = nn.Linear(d_model, vocab, bias=False)
 
-    def forward(self, idx):
+    def forward(self, idx, skip=None):
+        """`skip`: a block index to leave out (its input passes on), for the lesion study."""
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(idx.shape[1]))
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            if i != skip:
+                x = block(x)
         return self.lm_head(self.transformer.ln_f(x))

@@ -39,6 +39,7 @@ class PipelineWorker final : public Worker {
   std::span<float> params() override { return stage_.params(); }
   std::span<float> grads() override { return stage_.grads(); }
   void collect(StreamStats* stats) override { stage_.collect(stats); }
+  void skip_block(int layer) override { stage_.skip_block(layer); }
 
   StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) override {
     StepPlan plan;

@@ -145,6 +145,10 @@ double Stage::forward(int index, int chunk, int B, const float* input, const int
   StreamStats* stats = training ? stats_ : nullptr;
   for (int i = 0; i < count; ++i) {
     const auto l = static_cast<size_t>(first + i);
+    if (!training && layer_ids_[l] == skip_) {
+      std::copy(x + i * NC, x + (i + 1) * NC, x + (i + 1) * NC);
+      continue;
+    }
     double branch_sq[2] = {0.0, 0.0};
     block_forward(s, layer_ids_[l], layer_params_[l], x + i * NC, x + (i + 1) * NC, acts(sl, i), scratch_, dropout,
                   stats ? branch_sq : nullptr);

@@ -58,6 +58,8 @@ class Stage {
   int64_t chunk_offset(int chunk) const;
 
   void init(uint64_t seed) { init_parameters(table_, seed, params_.data()); }
+  // Evaluation passes treat block `layer` (global index) as removed (-1: none): lesion study.
+  void skip_block(int layer) { skip_ = layer; }
   // While set, training passes add their blocks' measurements to `stats` (diagnostics).
   void collect(StreamStats* stats) { stats_ = stats; }
   void zero_grads();
@@ -116,6 +118,7 @@ class Stage {
   BlockScratch<float> scratch_{};
   std::vector<float> residual_grad_;  // [N,C] dL/dx flowing down the stream
   StreamStats* stats_ = nullptr;
+  int skip_ = -1;
 };
 
 }  // namespace kl::pipeline

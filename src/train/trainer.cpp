@@ -61,6 +61,7 @@ class GptWorker final : public Worker {
   std::span<float> grads() override { return model_.grads(); }
   std::string describe() const override { return "whole model"; }
   void collect(StreamStats* stats) override { model_.collect(stats); }
+  void skip_block(int layer) override { model_.skip_block(layer); }
   std::vector<float> global_params() override { return {model_.params().begin(), model_.params().end()}; }
 
   // Rank r takes samples [r G/dp, (r+1) G/dp) of the step. Only the last micro-batch's backward
@@ -523,12 +524,24 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
 }
 
 double evaluate_checkpoint(const Config& c, const TrainComms& comms, const std::string& path, std::ostream& progress) {
+  return lesion_study(c, comms, path, progress, false).front();
+}
+
+std::vector<double> lesion_study(const Config& c, const TrainComms& comms, const std::string& path,
+                                 std::ostream& progress, bool every_block) {
   set_threads(c.run.threads);
   const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
   const std::string file = checkpoint::resolve(path);
   RankTrainer trainer(c, comms);
   resume(trainer, c, file, progress);
-  return trainer.validation_loss(val_data);
+  std::vector<double> losses{trainer.validation_loss(val_data)};
+  for (int l = 0; every_block && l < c.model.layers; ++l) {
+    trainer.worker().skip_block(l);
+    losses.push_back(trainer.validation_loss(val_data));
+    progress << "block " << l << " removed: validation loss " << losses.back() << "\n" << std::flush;
+  }
+  trainer.worker().skip_block(-1);
+  return losses;
 }
 
 }  // namespace kl

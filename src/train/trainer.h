@@ -40,6 +40,12 @@ TrainSummary train(const Config& config, const TrainComms& comms, std::ostream& 
 double evaluate_checkpoint(const Config& config, const TrainComms& comms, const std::string& path,
                            std::ostream& progress);
 
+// The lesion study: the validation loss of a checkpoint whole (element 0), then with each block
+// removed in turn (element 1 + l: block l skipped, its identity path kept). Without
+// `every_block`, only element 0.
+std::vector<double> lesion_study(const Config& config, const TrainComms& comms, const std::string& path,
+                                 std::ostream& progress, bool every_block);
+
 // Without pipeline parallelism: trains `config` from a fresh initialisation. `dp` is this rank's data-parallel group (a SoloComm
 // for one process): each rank takes a disjoint share of every global batch, gradients are summed
 // over the group, and all ranks keep identical parameters. Rank 0 of the group writes

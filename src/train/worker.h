@@ -39,6 +39,9 @@ class Worker {
   // dropout; ranks that compute no loss (pipeline stages before the last) return 0.
   virtual double evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total) = 0;
 
+  // Evaluation passes treat block `layer` as removed, its input passed on (-1: none).
+  virtual void skip_block(int layer) = 0;
+
   // While set, training passes add their blocks' measurements to `stats` (by global block index).
   virtual void collect(StreamStats* stats) = 0;
 
