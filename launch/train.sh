@@ -6,13 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./launch/build.sh >/dev/null
 
-# The corpus: the fortune-mod quotations (Debian's fortunes package) plus the GNU GPL, plain English
-# text every Debian machine can install. Byte-level tokens, every tenth 2 KiB block held out.
-data=data/fortunes
-if [ ! -s "$data/train.bin" ] || [ ! -s "$data/val.bin" ]; then
-  mapfile -t texts < <(find /usr/share/games/fortunes -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort)
-  build/kilolayer data --out "$data" "${texts[@]}" /usr/share/common-licenses/GPL-3
-fi
+./launch/corpus.sh
 # KL_DP=N data-parallel ranks x KL_PP=M pipeline stages under mpirun, the cores shared among them.
 # --config FILE picks another config than configs/default.ini.
 config=configs/default.ini
