@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "comm/watchdog.h"
 #include "src/util/error.h"
 
 #define KL_CHECK_MPI(call)                                                                  \
@@ -18,23 +19,34 @@
 namespace kl {
 namespace {
 
+// A started non-blocking operation, numbered for the watchdog (comm/watchdog.h): waiting on it is
+// watched against the deadline.
 class MpiRequest final : public CommHandle {
  public:
-  MpiRequest() = default;
+  MpiRequest(const char* kind, int peer, int64_t bytes) : seq_(Watchdog::get().started(kind, peer, bytes)) {}
   MPI_Request* get() { return &request_; }
-  void wait() override { KL_CHECK_MPI(MPI_Wait(&request_, MPI_STATUS_IGNORE)); }
+  void wait() override {
+    if (request_ != MPI_REQUEST_NULL) {
+      Watchdog::Blocked blocked(seq_);
+      KL_CHECK_MPI(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+    }
+    Watchdog::get().completed(seq_);
+  }
   bool test() override {
     int done = 0;
     KL_CHECK_MPI(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
+    if (done) Watchdog::get().completed(seq_);
     return done != 0;
   }
   ~MpiRequest() override {
     // A started operation must finish before its buffers go away; an abandoned handle waits.
-    if (request_ != MPI_REQUEST_NULL) MPI_Wait(&request_, MPI_STATUS_IGNORE);
+    if (request_ != MPI_REQUEST_NULL) wait();
+    Watchdog::get().completed(seq_);
   }
 
  private:
   MPI_Request request_ = MPI_REQUEST_NULL;
+  uint64_t seq_;
 };
 
 int count_of(size_t n) {
@@ -68,7 +80,7 @@ std::unique_ptr<MpiComm> MpiComm::split(int color, int key) const {
 }
 
 Handle MpiComm::all_reduce_sum(std::span<float> buffer) {
-  auto handle = std::make_unique<MpiRequest>();
+  auto handle = std::make_unique<MpiRequest>("all-reduce", -1, buffer.size_bytes());
   KL_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, buffer.data(), count_of(buffer.size()), MPI_FLOAT, MPI_SUM,
                               comm_, handle->get()));
   return handle;
@@ -76,7 +88,7 @@ Handle MpiComm::all_reduce_sum(std::span<float> buffer) {
 
 Handle MpiComm::reduce_scatter_sum(std::span<const float> in, std::span<float> out) {
   KL_CHECK(in.size() == out.size() * static_cast<size_t>(size_), "reduce_scatter: in must be size() x out");
-  auto handle = std::make_unique<MpiRequest>();
+  auto handle = std::make_unique<MpiRequest>("reduce-scatter", -1, in.size_bytes());
   KL_CHECK_MPI(MPI_Ireduce_scatter_block(in.data(), out.data(), count_of(out.size()), MPI_FLOAT, MPI_SUM,
                                          comm_, handle->get()));
   return handle;
@@ -84,7 +96,7 @@ Handle MpiComm::reduce_scatter_sum(std::span<const float> in, std::span<float> o
 
 Handle MpiComm::all_gather(std::span<const float> in, std::span<float> out) {
   KL_CHECK(out.size() == in.size() * static_cast<size_t>(size_), "all_gather: out must be size() x in");
-  auto handle = std::make_unique<MpiRequest>();
+  auto handle = std::make_unique<MpiRequest>("all-gather", -1, out.size_bytes());
   // A rank's own chunk may already sit in place inside `out` (ZeRO's parameter gather).
   const bool in_place = in.data() == out.data() + in.size() * static_cast<size_t>(rank_);
   KL_CHECK_MPI(MPI_Iallgather(in_place ? MPI_IN_PLACE : in.data(), count_of(in.size()), MPI_FLOAT,
@@ -93,27 +105,35 @@ Handle MpiComm::all_gather(std::span<const float> in, std::span<float> out) {
 }
 
 Handle MpiComm::broadcast(std::span<float> buffer, int root) {
-  auto handle = std::make_unique<MpiRequest>();
+  auto handle = std::make_unique<MpiRequest>("broadcast", root, buffer.size_bytes());
   KL_CHECK_MPI(MPI_Ibcast(buffer.data(), count_of(buffer.size()), MPI_FLOAT, root, comm_, handle->get()));
   return handle;
 }
 
 Handle MpiComm::isend(std::span<const float> buffer, int peer, int tag) {
-  auto handle = std::make_unique<MpiRequest>();
+  auto handle = std::make_unique<MpiRequest>("send", peer, buffer.size_bytes());
   KL_CHECK_MPI(MPI_Isend(buffer.data(), count_of(buffer.size()), MPI_FLOAT, peer, tag, comm_, handle->get()));
   return handle;
 }
 
 Handle MpiComm::irecv(std::span<float> buffer, int peer, int tag) {
-  auto handle = std::make_unique<MpiRequest>();
+  auto handle = std::make_unique<MpiRequest>("receive", peer, buffer.size_bytes());
   KL_CHECK_MPI(MPI_Irecv(buffer.data(), count_of(buffer.size()), MPI_FLOAT, peer, tag, comm_, handle->get()));
   return handle;
 }
 
-void MpiComm::barrier() { KL_CHECK_MPI(MPI_Barrier(comm_)); }
+// The blocking calls are non-blocking ones waited on, so that the watchdog sees them too.
+void MpiComm::barrier() {
+  MpiRequest request("barrier", -1, 0);
+  KL_CHECK_MPI(MPI_Ibarrier(comm_, request.get()));
+  request.wait();
+}
 
 void MpiComm::all_reduce_sum(std::span<double> values) {
-  KL_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, values.data(), count_of(values.size()), MPI_DOUBLE, MPI_SUM, comm_));
+  MpiRequest request("all-reduce (scalars)", -1, values.size_bytes());
+  KL_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, values.data(), count_of(values.size()), MPI_DOUBLE, MPI_SUM, comm_,
+                              request.get()));
+  request.wait();
 }
 
 GridComms make_grid_comms(const Grid& grid) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "comm/mpi_comm.h"
+#include "comm/watchdog.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/store.h"
 #include "src/config/config.h"
@@ -69,6 +70,7 @@ std::optional<kl::Config> job_config(std::vector<std::string>& args, const char*
     if (config_file.empty()) throw kl::UserError(std::string(command) + ": --config FILE is required");
     kl::Config config = kl::load_config(config_file, args);
     kl::check_layout(config, world_size);
+    kl::Watchdog::get().arm(config.parallel.timeout_s, rank);
     return config;
   } catch (const kl::UserError& e) {
     if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
@@ -207,6 +209,9 @@ int main(int argc, char** argv) {
     } else {
       throw kl::UserError("unknown command '" + command + "'\n" + kUsage);
     }
+  } catch (const kl::CollectiveError& e) {
+    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
+    status = kl::kExitUserError;
   } catch (const kl::UserError& e) {
     if (world_size == 1) {
       std::fprintf(stderr, "kilolayer: error: %s\n", e.what());

@@ -6,6 +6,8 @@
 #  - a truncated file, a flipped byte, a missing dataset, a file that is not HDF5 and a wrong
 #    `latest`: eval and inspect exit 2 with a message naming the problem (never a crash, never
 #    silent acceptance), also under mpirun;
+#  - a world-writable checkpoint directory is refused unless allowed; a `latest` or step directory
+#    that is a symbolic link is refused;
 #  - preemption: SIGTERM to launch/mpirun.sh (which turns it into SIGUSR1 for mpirun) and SIGTERM
 #    sent to every rank directly (as slurm does): exit 75 after saving the step in progress, and the
 #    resumed run ends bitwise where an uninterrupted run ends.
@@ -86,6 +88,20 @@ expect_refused dangling_latest "$work/pointer" "names step_00000042, which is mi
   >"$work/mpi_flipped.log" 2>&1 && fail "mpirun eval accepted a corrupt checkpoint"
 grep -q "checksum mismatch" "$work/mpi_flipped.log" || fail "mpirun eval: $(tail -3 "$work/mpi_flipped.log")"
 echo "refused under mpirun: flipped byte at pp=2"
+
+# --- filesystem hygiene: a world-writable checkpoint directory is refused unless allowed, and the
+# store follows no link it did not make.
+mkdir -p "$work/open" && chmod 777 "$work/open"
+"$bin" train --config "$work/base.ini" --train.steps=2 --checkpoint.dir="$work/open" --run.dir="$work/open_run" \
+  >"$work/open.log" 2>&1 && fail "a world-writable checkpoint.dir was accepted"
+grep -q "world-writable" "$work/open.log" || fail "no world-writable message: $(cat "$work/open.log")"
+run open_allowed 1 1 --train.steps=2 --checkpoint.dir="$work/open" --checkpoint.allow_world_writable=true || exit 1
+echo "refused: a world-writable checkpoint.dir (accepted with checkpoint.allow_world_writable=true)"
+mkdir -p "$work/linked" && cp -r "$work/good/step_00000003" "$work/elsewhere" &&
+  ln -s "$work/elsewhere" "$work/linked/step_00000003" && echo step_00000003 >"$work/linked/latest"
+expect_refused symlinked_step "$work/linked" "step_00000003 is a symbolic link, refused"
+rm "$work/linked/latest" && ln -s "$work/good/latest" "$work/linked/latest"
+expect_refused symlinked_latest "$work/linked" "is a symbolic link, refused"
 
 # --- preemption: the uninterrupted reference, then two preempted runs resumed to the end.
 steps=150

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "comm/mpi_comm.h"
+#include "comm/watchdog.h"
 #include "src/checkpoint/h5.h"
 #include "src/util/error.h"
 
@@ -108,10 +109,15 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   }
   world.all_reduce_sum(crcs);
 
+  // Parallel HDF5's collective calls are MPI operations the watchdog cannot see one by one: the
+  // whole write is one watched operation (a stopped peer would block it).
+  const uint64_t op = Watchdog::get().started("checkpoint write (parallel HDF5)", -1, 0);
+  Watchdog::Blocked watched(op);
   h5::Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
   auto* mpi = dynamic_cast<MpiComm*>(&world);
   if (mpi && world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), mpi->native(), MPI_INFO_NULL));
-  h5::Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose);
+  // Exclusive: the file is new in a directory this run just made; a planted file or link fails it.
+  h5::Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), H5Fclose);
   KL_CHECK(file.valid(), "cannot create checkpoint file " + path);
   h5::write_attribute(file.get(), "format_version", header.format_version);
   h5::write_attribute(file.get(), "step", header.step);
@@ -145,6 +151,7 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
     }
   }
   KL_CHECK(file.close(), "cannot finish writing " + path + " (disk full?)");
+  Watchdog::get().completed(op);
   // Durable before the commit protocol publishes it: every rank that wrote flushes its part.
   if (bytes > 0) {
     const int fd = ::open(path.c_str(), O_RDONLY);

@@ -1,6 +1,7 @@
 #include "src/checkpoint/store.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,11 @@ void Store::prepare() const {
   }
   if (error) throw UserError("checkpoint.dir " + dir_ + ": " + error.message());
   if (::access(dir_.c_str(), W_OK) != 0) throw UserError("checkpoint.dir " + dir_ + " is not writable");
+  struct stat info {};
+  if (::stat(dir_.c_str(), &info) == 0 && (info.st_mode & S_IWOTH) && !allow_world_writable_) {
+    throw UserError("checkpoint.dir " + dir_ + " is world-writable: anyone could plant files or links in it; "
+                    "fix its permissions or set checkpoint.allow_world_writable = true");
+  }
 }
 
 std::string Store::begin(int64_t step) const {
@@ -72,13 +78,17 @@ void Store::commit(int64_t step, int keep) const {
   fs::rename(tmp, final_dir, error);
   KL_CHECK(!error, "cannot rename " + tmp.string() + ": " + error.message());
   fsync_path(dir);
+  // The pointer is created exclusively and never through a link someone else placed.
   const fs::path pointer_tmp = dir / "latest.tmp";
+  ::unlink(pointer_tmp.c_str());
   {
-    std::ofstream out(pointer_tmp, std::ios::trunc);
-    out << step_name(step) << "\n";
-    KL_CHECK(out.flush(), "cannot write " + pointer_tmp.string());
+    const int fd = ::open(pointer_tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
+    KL_CHECK(fd >= 0, "cannot create " + pointer_tmp.string() + " exclusively");
+    const std::string text = step_name(step) + "\n";
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    KL_CHECK(written, "cannot write " + pointer_tmp.string());
   }
-  fsync_path(pointer_tmp);
   fs::rename(pointer_tmp, dir / "latest", error);
   KL_CHECK(!error, "cannot replace " + (dir / "latest").string() + ": " + error.message());
   fsync_path(dir);
@@ -100,11 +110,19 @@ void Store::commit(int64_t step, int keep) const {
 }
 
 std::optional<std::string> Store::latest() const {
-  std::ifstream in(fs::path(dir_) / "latest");
+  std::error_code error;
+  const fs::path pointer = fs::path(dir_) / "latest";
+  if (fs::is_symlink(fs::symlink_status(pointer, error))) {
+    throw UserError("checkpoint.dir " + dir_ + ": `latest` is a symbolic link, refused");
+  }
+  std::ifstream in(pointer);
   std::string name;
   if (!in || !std::getline(in, name)) return std::nullopt;
   if (step_of(name) < 0) throw UserError("checkpoint.dir " + dir_ + ": `latest` names '" + name + "', not a checkpoint");
   const fs::path path = fs::path(dir_) / name;
+  if (fs::is_symlink(fs::symlink_status(path, error))) {
+    throw UserError("checkpoint.dir " + dir_ + ": " + name + " is a symbolic link, refused");
+  }
   if (!fs::is_directory(path)) throw UserError("checkpoint.dir " + dir_ + ": `latest` names " + name + ", which is missing");
   return path.string();
 }

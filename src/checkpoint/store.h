@@ -15,24 +15,28 @@ inline constexpr const char* kFileName = "checkpoint.h5";
 
 class Store {
  public:
-  explicit Store(std::string dir) : dir_(std::move(dir)) {}
+  explicit Store(std::string dir, bool allow_world_writable = false)
+      : dir_(std::move(dir)), allow_world_writable_(allow_world_writable) {}
   const std::string& dir() const { return dir_; }
 
   // Run on one rank. Creates the directory if needed and removes unfinished (.tmp) entries.
-  // Throws UserError when the directory cannot be made or used.
+  // Throws UserError when the directory cannot be made or used, or is world-writable (unless
+  // allowed): anyone could plant a file or a link there for the next save or resume.
   void prepare() const;
   // Run on one rank: a fresh <dir>/step_N.tmp/ (any leftover removed). Returns its path.
   std::string begin(int64_t step) const;
   // Run on one rank, after every rank's data is durable: publishes step N and keeps the newest
   // `keep` checkpoints.
   void commit(int64_t step, int keep) const;
-  // The directory `latest` names, when there is one.
+  // The directory `latest` names, when there is one. A `latest` or a step directory that is a
+  // symbolic link is refused (UserError): the store never follows links it did not make.
   std::optional<std::string> latest() const;
 
   static std::string step_name(int64_t step);  // "step_00000100"
 
  private:
   std::string dir_;
+  bool allow_world_writable_;
 };
 
 // The checkpoint file behind PATH: a checkpoint file itself, a step directory, or a checkpoint

@@ -141,6 +141,10 @@ class OptionTable {
     add("train.eval_batches", &t.eval_batches, "validation batches of global_batch sequences",
         at_least(1));
 
+    add("train.nonfinite", &t.nonfinite,
+        "a non-finite loss or gradient norm: skip (every rank leaves the parameters as they are) | abort",
+        one_of({"skip", "abort"}));
+    add("train.max_skips", &t.max_skips, "consecutive skipped steps after which the run stops", between(0, 1000000));
     add("data.train", &c.data.train, "training token shards (comma-separated; globs allowed)");
     add("data.val", &c.data.val, "validation token shards (comma-separated; globs allowed)");
 
@@ -169,6 +173,11 @@ class OptionTable {
     add("checkpoint.keep", &c.checkpoint.keep, "newest checkpoints to keep", between(1, 1000000));
     add("checkpoint.resume", &c.checkpoint.resume,
         "auto (the latest checkpoint in checkpoint.dir, if any) | never | PATH of a checkpoint");
+    add("parallel.timeout_s", &c.parallel.timeout_s,
+        "seconds a rank may wait on one communication (or checkpoint write) before the job is ended "
+        "with exit 4 and a report of the operations (0: wait forever)", between(0.0, 1e7));
+    add("checkpoint.allow_world_writable", &c.checkpoint.allow_world_writable,
+        "accept a world-writable checkpoint.dir (refused by default: anyone could plant files or links there)");
     add("run.dir", &c.run.dir, "run directory (metrics.jsonl, config.ini)");
     add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
         at_least<int64_t>(1));

@@ -40,6 +40,8 @@ struct TrainConfig {
   int64_t seed = 1234;
   int64_t eval_every = 50;  // 0: only at the end
   int eval_batches = 4;     // validation batches of global_batch sequences
+  std::string nonfinite = "skip";  // a non-finite loss or gradient norm: skip the step | abort
+  int max_skips = 5;               // consecutive skipped steps before the run stops
 };
 
 struct DataConfig {
@@ -57,6 +59,7 @@ struct ParallelConfig {
   double bucket_mb = 4.0;          // gradient all-reduce bucket size
   bool overlap = true;             // start each bucket's reduction during the backward pass
   int zero = 0;                    // 1: shard the optimizer state over the data-parallel group
+  double timeout_s = 300;          // deadline of any blocking communication (0: none)
 };
 
 struct CheckpointConfig {
@@ -64,6 +67,7 @@ struct CheckpointConfig {
   int64_t every = 100;          // steps between checkpoints (0: only at the end)
   int keep = 2;                 // newest checkpoints kept (older ones are deleted after a commit)
   std::string resume = "auto";  // auto (latest in dir, if any) | never | PATH
+  bool allow_world_writable = false;  // accept a checkpoint.dir that every user may write into
 };
 
 struct RunConfig {

@@ -54,7 +54,6 @@ StepStats Engine::train_step(const TokenDataset& data, const StepPlan& plan, con
   complete_from_ = stage_.layout().chunks;
   next_receive_ = 0;
   received_ = -1;
-  stage_.zero_grads();
   post_receives();
   for (const Instruction& instruction : schedule_.instructions) {
     std::visit([this](const auto& x) { exec(x); }, instruction);

@@ -41,7 +41,7 @@ class Engine {
   // `pipeline`: the communicator of this rank's pipeline, rank = stage.
   Engine(Stage& stage, Comm& pipeline, Schedule schedule, int micro_batches);
 
-  // Runs the list. `ready` hears, as the last backward pass of each chunk completes, from which
+  // Runs the list, accumulating into the stage's gradients (the caller zeroes them). `ready` hears, as the last backward pass of each chunk completes, from which
   // gradient offset on everything is final (for the data-parallel reducer; may be empty).
   // `reduce_grads` is what ReduceGrads means for this rank (the tied-embedding sum; may be empty).
   // OptimizerStep ends the list: the caller then applies the update, which needs the gradient norm

@@ -55,6 +55,8 @@ class PipelineWorker final : public Worker {
       const int64_t floor = tied_.second;  // 0 without a tied copy
       capped = [&ready, floor](int64_t offset) { ready(std::max(offset, floor)); };
     }
+    stage_.zero_grads();
+    maybe_poison(step);
     const StepStats stats = engine_.train_step(data, plan, capped, [this] { sum_tied_embedding(); });
     return {stats.loss, stats.p2p_wait_s, double(stats.peak_buffers) * double(stage_.buffer_bytes())};
   }

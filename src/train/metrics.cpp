@@ -41,7 +41,8 @@ void MetricsWriter::write(const StepMetrics& m) {
                      ",\"tokens_per_s\":" + number(m.tokens_per_s) +
                      ",\"step_time_s\":" + number(m.step_time_s) +
                      ",\"compute_s\":" + number(m.compute_s) + ",\"comm_wait_s\":" + number(m.comm_wait_s) +
-                     ",\"bytes_reduced\":" + std::to_string(m.bytes_reduced);
+                     ",\"bytes_reduced\":" + std::to_string(m.bytes_reduced) +
+                     ",\"skipped_steps\":" + std::to_string(m.skipped_steps);
   if (m.val_loss) line += ",\"val_loss\":" + number(*m.val_loss);
   if (m.pipeline) {
     auto list = [&number](const std::vector<double>& values) {

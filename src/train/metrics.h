@@ -24,6 +24,7 @@ struct StepMetrics {
   double compute_s = 0;      // step time not spent waiting on gradient communication
   double comm_wait_s = 0;    // time blocked on gradient reductions (what overlap did not hide)
   int64_t bytes_reduced = 0;  // gradient bytes this rank reduced (reduce-scattered + gathered)
+  int64_t skipped_steps = 0;  // steps skipped so far for a non-finite loss or gradient norm
   std::optional<double> val_loss;
   std::optional<PipelineMetrics> pipeline;
 };

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -71,6 +73,7 @@ class GptWorker final : public Worker {
     const auto seed = static_cast<uint64_t>(c_.train.seed);
     const double loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
     model_.zero_grads();
+    maybe_poison(step);
     StepWork work;
     for (int micro = 0; micro < micro_steps; ++micro) {
       const int64_t first = int64_t{dp_rank_} * per_rank_ + int64_t{micro} * c_.train.micro_batch;
@@ -115,6 +118,15 @@ class RankTrainer {
         shard_(shard_of(static_cast<int64_t>(worker_->params().size()))),
         optimizer_(worker_->table(), c.train, shard_.begin, shard_.end),
         grad_shard_(zero_ ? static_cast<size_t>(shard_.end - shard_.begin) : 0) {
+    // Fault injection for tests: KL_INJECT_NAN=RANK:STEP puts a NaN into world rank RANK's gradient
+    // at step STEP (1-based), before the reduction.
+    if (const char* spec = std::getenv("KL_INJECT_NAN")) {
+      int rank = -1;
+      long long at = 0;
+      if (std::sscanf(spec, "%d:%lld", &rank, &at) == 2 && rank == pp_.rank() * dp_.size() + dp_.rank()) {
+        worker_->poison_step = at;
+      }
+    }
     if (dp_.size() > 1 && !zero_) {
       const auto bucket = static_cast<int64_t>(c.parallel.bucket_mb * (1 << 20) / sizeof(float));
       reducer_ = std::make_unique<GradReducer>(dp_, worker_->grads(), std::max<int64_t>(bucket, 1));
@@ -146,22 +158,36 @@ class RankTrainer {
     double comm_wait = reduce_gradients();
     const double loss = dp_.all_reduce_sum(pp_.all_reduce_sum(work.loss));
     const double grad_norm = global_grad_norm();
-    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
-      throw UserError("training diverged at step " + std::to_string(step + 1) + ": loss " +
-                      std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm) +
-                      " (lower train.lr or raise train.warmup)");
-    }
-    clip_to_norm(owned_grads(), grad_norm, c_.train.clip);
     const double lr = learning_rate(c_.train, step);
+    // The loss and the norm are reduced over every rank, so all reach the same verdict together.
+    const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
     if (diagnostics) before_update_.assign(worker_->params().begin(), worker_->params().end());
-    comm_wait += update(lr, step + 1);
-    if (diagnostics) *diagnostics = diagnose(step + 1);
+    if (finite) {
+      consecutive_skips_ = 0;
+      clip_to_norm(owned_grads(), grad_norm, c_.train.clip);
+      comm_wait += update(lr, step + 1);
+      if (diagnostics) *diagnostics = diagnose(step + 1);
+    } else {
+      ++consecutive_skips_;
+      ++skipped_steps_;
+      const std::string what = "training diverged at step " + std::to_string(step + 1) + ": loss " +
+                               std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm);
+      if (c_.train.nonfinite == "abort") {
+        throw CollectiveError(what + " (train.nonfinite = abort; lower train.lr or raise train.warmup)");
+      }
+      if (consecutive_skips_ > c_.train.max_skips) {
+        throw CollectiveError(what + "; " + std::to_string(consecutive_skips_) +
+                              " step(s) in a row skipped, more than train.max_skips = " +
+                              std::to_string(c_.train.max_skips) + " (lower train.lr or raise train.warmup)");
+      }
+      if (diagnostics) *diagnostics = diagnose(step + 1);  // no update: ratios 0
+    }
     const double step_time = seconds_since(start);
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
     // Bytes each rank puts through its gradient collectives per step.
     const int64_t bytes = dp_.size() == 1 ? 0 : worker_->grads().size_bytes() * (zero_ ? 2 : 1);
     StepMetrics m{step + 1, loss, lr, grad_norm, tokens / step_time, step_time, step_time - comm_wait,
-                  comm_wait, bytes, std::nullopt, std::nullopt};
+                  comm_wait, bytes, skipped_steps_, std::nullopt, std::nullopt};
     if (c_.parallel.pp > 1) m.pipeline = pipeline_metrics(work, step_time);
     return m;
   }
@@ -189,6 +215,10 @@ class RankTrainer {
   // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
   // Returns the bytes this rank wrote.
   int64_t save(const std::string& path, int64_t step, Comm& world) {
+    // Skipped steps leave the parameters as they were, so this holds unless something is broken;
+    // a failed check ends the job before the checkpoint is published.
+    KL_CHECK(std::isfinite(cpu::sum_squares(worker_->params().data(), static_cast<int64_t>(worker_->params().size()))),
+             "refusing to checkpoint non-finite parameters at step " + std::to_string(step));
     std::vector<float> m_full, v_full;
     checkpoint::RankState state = rank_state(m_full, v_full);
     if (zero_) {  // the moments are sharded: gather the whole buffer first
@@ -276,6 +306,10 @@ class RankTrainer {
     skip_end = std::clamp(skip_end - shard_.begin, skip_begin, static_cast<int64_t>(grads.size()));
     double norm_sq = cpu::sum_squares(grads.data(), skip_begin) +
                      cpu::sum_squares(grads.data() + skip_end, static_cast<int64_t>(grads.size()) - skip_end);
+    // The copy is left out of the sum but not out of the check: a non-finite value there counts.
+    if (!std::isfinite(cpu::sum_squares(grads.data() + skip_begin, skip_end - skip_begin))) {
+      norm_sq = std::numeric_limits<double>::quiet_NaN();
+    }
     if (zero_) norm_sq = dp_.all_reduce_sum(norm_sq);
     return std::sqrt(pp_.all_reduce_sum(norm_sq));
   }
@@ -369,6 +403,7 @@ class RankTrainer {
   AdamW<float> optimizer_;
   std::vector<float> grad_shard_;
   std::unique_ptr<GradReducer> reducer_;
+  int64_t consecutive_skips_ = 0, skipped_steps_ = 0;  // steps skipped for non-finite values
   StreamStats stats_;                 // diagnostics: this rank's measurements of the step
   std::vector<float> before_update_;  // diagnostics: the parameters before the update
 };
@@ -446,7 +481,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   install_preemption_handlers();
 
   std::optional<checkpoint::Store> store;
-  if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir());
+  if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
   if (store && leader) store->prepare();
   world.barrier();
   const std::optional<std::string> resume_from = resume_file(c, store);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <utility>
@@ -56,6 +57,15 @@ class Worker {
   virtual std::vector<float> global_params() = 0;
 
   virtual std::string describe() const = 0;
+
+  // Fault injection for tests: at this step (1-based) the gradient buffer starts with a NaN in its
+  // middle, as if the backward pass had produced one, before any reduction sees it. 0: never.
+  int64_t poison_step = 0;
+
+ protected:
+  void maybe_poison(int64_t step) {
+    if (step + 1 == poison_step) grads()[grads().size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  }
 };
 
 }  // namespace kl

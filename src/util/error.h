@@ -18,11 +18,20 @@ class UserError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A UserError that every rank reaches together, from values they all share (a reduced loss):
+// rank 0 alone prints it and all ranks exit normally, with no MPI_Abort and no flood of copies.
+class CollectiveError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 [[noreturn]] void fatal(const char* file, int line, const char* expression, const std::string& message);
 
 // Exit codes the launch scripts can rely on.
 inline constexpr int kExitUserError = 2;
 inline constexpr int kExitInternalError = 3;
+// A communication operation passed its deadline (parallel.timeout_s): see comm/watchdog.h.
+inline constexpr int kExitCommTimeout = 4;
 // Preempted (SIGTERM/SIGUSR1): the state is saved, run the same command again to continue.
 // 75 is EX_TEMPFAIL, "temporary failure; the user is invited to retry".
 inline constexpr int kExitRequeue = 75;
