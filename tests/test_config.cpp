@@ -131,6 +131,17 @@ TEST(Config, LayoutMustMatchTheWorld) {
   }
 }
 
+TEST(Config, EffectiveConfigHasEachSectionOnce) {
+  // Python's configparser (tools/export_torch.py reads a checkpoint's config) refuses a repeated
+  // section; so does any strict INI reader.
+  const std::string ini = load_config("", {}).to_ini();
+  for (const char* section : {"[model]", "[train]", "[data]", "[parallel]", "[checkpoint]", "[run]"}) {
+    const size_t first = ini.find(section);
+    ASSERT_NE(first, std::string::npos) << section;
+    EXPECT_EQ(ini.find(section, first + 1), std::string::npos) << section << " appears twice";
+  }
+}
+
 TEST(Config, HelpListsEveryOption) {
   const std::string help = options_help();
   for (const char* key : {"model.layers", "model.dropout", "train.global_batch", "train.micro_batch",

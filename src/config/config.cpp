@@ -165,6 +165,9 @@ class OptionTable {
         "start each bucket's all-reduce during the backward pass (false: all after it)");
     add("parallel.zero", &c.parallel.zero, "1: ZeRO-1, optimizer state sharded over the dp group",
         between(0, 1));
+    add("parallel.timeout_s", &c.parallel.timeout_s,
+        "seconds a rank may wait on one communication (or checkpoint write) before the job is ended "
+        "with exit 4 and a report of the operations (0: wait forever)", between(0.0, 1e7));
 
     add("checkpoint.dir", &c.checkpoint.dir,
         "checkpoint directory (empty: <run.dir>/checkpoints; none: no checkpoints)");
@@ -173,9 +176,6 @@ class OptionTable {
     add("checkpoint.keep", &c.checkpoint.keep, "newest checkpoints to keep", between(1, 1000000));
     add("checkpoint.resume", &c.checkpoint.resume,
         "auto (the latest checkpoint in checkpoint.dir, if any) | never | PATH of a checkpoint");
-    add("parallel.timeout_s", &c.parallel.timeout_s,
-        "seconds a rank may wait on one communication (or checkpoint write) before the job is ended "
-        "with exit 4 and a report of the operations (0: wait forever)", between(0.0, 1e7));
     add("checkpoint.allow_world_writable", &c.checkpoint.allow_world_writable,
         "accept a world-writable checkpoint.dir (refused by default: anyone could plant files or links there)");
     add("run.dir", &c.run.dir, "run directory (metrics.jsonl, config.ini)");
