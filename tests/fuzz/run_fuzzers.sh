@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (address and undefined-behaviour sanitizers) and runs each
+# for SECONDS (default 20), from a seed corpus: the configs in configs/ for the config parser, a real
+# shard and its truncations for the shard reader. Exit 1 on any finding (the input is kept and named);
+# exit 77 (a skip, shown by CTest) when clang's libFuzzer is not installed.
+#   tests/fuzz/run_fuzzers.sh BUILD_DIR KILOLAYER_BIN [SECONDS]
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$1/fuzz"
+out=$(cd "$1/fuzz" && pwd) bin=$(cd "$(dirname "$2")" && pwd)/$(basename "$2") seconds=${3:-20}
+mkdir -p "$out"
+compiler=$(command -v clang++ || command -v clang++-14 || true)
+if [ -z "$compiler" ] || ! echo 'extern "C" int LLVMFuzzerTestOneInput(const char*, unsigned long) { return 0; }' |
+    "$compiler" -x c++ -fsanitize=fuzzer - -o "$out/probe" 2>/dev/null; then
+  echo "SKIPPED: clang++ with libFuzzer not found (Debian: clang, libclang-rt-14-dev)"
+  exit 77
+fi
+mpi_compile=$(mpicxx -showme:compile) mpi_link=$(mpicxx -showme:link)
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$root")
+build() {  # NAME SOURCES... -- LIBS...
+  local name=$1
+  shift
+  # shellcheck disable=SC2086
+  "$compiler" "${flags[@]}" $mpi_compile "$@" $mpi_link -o "$out/$name" 2>"$out/$name.build.log" ||
+    { echo "FAIL: cannot build $name: $(tail -5 "$out/$name.build.log")"; exit 1; }
+}
+build fuzz_config "$root/tests/fuzz/fuzz_config.cpp" "$root/src/config/config.cpp" "$root/src/util/error.cpp" \
+  -lboost_program_options
+build fuzz_shard "$root/tests/fuzz/fuzz_shard.cpp" "$root/src/data/shard.cpp" "$root/src/util/error.cpp"
+
+seeds=$out/seeds
+rm -rf "$seeds" && mkdir -p "$seeds/config" "$seeds/shard"
+cp "$root"/configs/*.ini "$seeds/config/"
+head -c 3000 /usr/share/common-licenses/GPL-3 >"$out/text.txt"
+"$bin" data --out "$out/data" --block 256 "$out/text.txt" >/dev/null || exit 1
+cp "$out/data/val.bin" "$seeds/shard/val.bin"
+head -c 1024 "$out/data/val.bin" >"$seeds/shard/header_only.bin"
+head -c 1100 "$out/data/val.bin" >"$seeds/shard/truncated.bin"
+
+status=0
+for name in fuzz_config fuzz_shard; do
+  corpus=$seeds/${name#fuzz_}
+  (cd "$out" && ASAN_OPTIONS=detect_leaks=0 "./$name" -max_total_time="$seconds" -max_len=4096 \
+    -artifact_prefix="$out/$name-" "$corpus" >"$out/$name.log" 2>&1)
+  result=$?
+  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$out/$name.log" | awk '{print $2}')
+  [ -n "$runs" ] || runs=$(grep -oE '#[0-9]+' "$out/$name.log" | tail -1 | tr -d '#')
+  if [ "$result" -ne 0 ]; then
+    echo "FAIL: $name found a problem (exit $result); input kept as $(ls "$out/$name-"* 2>/dev/null | head -1):"
+    grep -E "ERROR|runtime error|SUMMARY" "$out/$name.log" | head -5
+    status=1
+  else
+    echo "$name: ${seconds}s, ${runs:-?} inputs, no crash"
+  fi
+done
+exit $status
