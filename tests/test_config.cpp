@@ -115,6 +115,12 @@ TEST(Config, InterleavedNeedsMicroBatchesAMultipleOfStages) {
                                2));
 }
 
+TEST(Config, PlaceholderTextInAValueIsRefusedNotHung) {
+  // Found by the config fuzzer: Boost's message for this error looped forever on "%value%".
+  EXPECT_NE(error_of("[model]\nlayers = 1ew min%value%'\n").find("model.layers"), std::string::npos);
+  EXPECT_NE(error_of("[model]\nlayerz%canonical_option% = 3\n").find("unknown key"), std::string::npos);
+}
+
 TEST(Config, DuplicateKeyAndMissingFile) {
   EXPECT_NE(error_of("[model]\nlayers = 2\nlayers = 3\n").find("model.layers"), std::string::npos);
   EXPECT_THROW(load_config("/nonexistent/kl.ini", {}), UserError);

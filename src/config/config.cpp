@@ -237,6 +237,21 @@ void check_consistency(const Config& c) {
 
 namespace {
 
+// Boost.Program_options' own message for an error that names an option substitutes placeholders
+// (%value%, %canonical_option%, ...) in a loop that never ends when the offending text contains
+// one (found by tests/fuzz/fuzz_config.cpp): those errors are described here, without what().
+std::string describe(const po::error& e) {
+  const auto* named = dynamic_cast<const po::error_with_option_name*>(&e);
+  if (!named) return e.what();
+  const std::string key = named->get_option_name();
+  if (dynamic_cast<const po::unknown_option*>(&e)) return "unknown key " + key;
+  if (dynamic_cast<const po::multiple_occurrences*>(&e)) return key + " is given more than once";
+  if (dynamic_cast<const po::invalid_option_value*>(&e)) return "malformed value for " + key;
+  if (dynamic_cast<const po::required_option*>(&e)) return key + " is required";
+  if (dynamic_cast<const po::invalid_syntax*>(&e)) return "malformed line" + (key.empty() ? "" : " at " + key);
+  return "cannot read " + (key.empty() ? std::string("a line") : key);
+}
+
 // Overrides first (program_options keeps the first value stored for a key), then the INI text.
 Config parse(std::istream* in, const std::string& origin, const std::vector<std::string>& overrides) {
   Config config;
@@ -245,19 +260,19 @@ Config parse(std::istream* in, const std::string& origin, const std::vector<std:
   try {
     po::store(po::command_line_parser(overrides).options(table.description()).run(), values);
   } catch (const po::error& e) {
-    throw UserError(std::string("command line: ") + e.what());
+    throw UserError("command line: " + describe(e));
   }
   if (in) {
     try {
       po::store(po::parse_config_file(*in, table.description(), /*allow_unregistered=*/false), values);
     } catch (const po::error& e) {
-      throw UserError("config " + origin + ": " + e.what());
+      throw UserError("config " + origin + ": " + describe(e));
     }
   }
   try {
     po::notify(values);
   } catch (const po::error& e) {
-    throw UserError(std::string("config: ") + e.what());
+    throw UserError("config: " + describe(e));
   }
   table.check_values();
   check_consistency(config);
