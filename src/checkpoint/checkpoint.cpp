@@ -139,7 +139,7 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
       const std::string name = kGroups[g] + specs[i].name;
       h5::Id ds(H5Dcreate2(file.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                 H5Dclose);
-      KL_CHECK(ds.valid(), "cannot create dataset " + name + " in " + path);
+      KL_CHECK(ds.valid(), "cannot create dataset " + name + " in " + path + " (disk full?)");
       h5::write_attribute(ds.get(), "crc32", static_cast<int64_t>(crcs[g * n + i]));
       if (local[i]) {
         const float* data = part(mine, g).data() + local[i]->offset;
@@ -147,7 +147,7 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
                  "cannot write dataset " + name + " to " + path + " (disk full?)");
         bytes += local[i]->numel() * int64_t{sizeof(float)};
       }
-      KL_CHECK(ds.close(), "cannot close dataset " + name + " in " + path);
+      KL_CHECK(ds.close(), "cannot close dataset " + name + " in " + path + " (disk full?)");
     }
   }
   KL_CHECK(file.close(), "cannot finish writing " + path + " (disk full?)");
