@@ -40,22 +40,20 @@ struct BranchRefs {
   uint32_t site;
 };
 
-template <class T>
-BranchRefs<T> attention_refs(const BlockShape& s, const BlockTensors<const T*>& w, const BlockTensors<T*>& g,
-                             const BlockActivations<T>& a, int layer) {
-  return {w.ln1_w, w.ln1_b, w.attn_scale, w.attn_gate_w, w.attn_gate_b,
-          g.ln1_w, g.ln1_b, g.attn_scale, g.attn_gate_w, g.attn_gate_b,
-          a.ln1, a.ln1_mean, a.ln1_rstd, a.attn_kept, a.attn_gate,
-          s.residual == Residual::kReZero ? 1 : s.C, attn_site(layer)};
-}
+enum class Which { kAttention, kMlp };
 
 template <class T>
-BranchRefs<T> mlp_refs(const BlockShape& s, const BlockTensors<const T*>& w, const BlockTensors<T*>& g,
-                       const BlockActivations<T>& a, int layer) {
+BranchRefs<T> branch_refs(Which which, const BlockShape& s, const BlockTensors<const T*>& w, const BlockTensors<T*>& g,
+                          const BlockActivations<T>& a, int layer) {
+  const int64_t scale_size = s.residual == Residual::kReZero ? 1 : s.C;
+  if (which == Which::kAttention) {
+    return {w.ln1_w, w.ln1_b, w.attn_scale, w.attn_gate_w, w.attn_gate_b,
+            g.ln1_w, g.ln1_b, g.attn_scale, g.attn_gate_w, g.attn_gate_b,
+            a.ln1,   a.ln1_mean, a.ln1_rstd, a.attn_kept, a.attn_gate, scale_size, attn_site(layer)};
+  }
   return {w.ln2_w, w.ln2_b, w.mlp_scale, w.mlp_gate_w, w.mlp_gate_b,
           g.ln2_w, g.ln2_b, g.mlp_scale, g.mlp_gate_w, g.mlp_gate_b,
-          a.ln2, a.ln2_mean, a.ln2_rstd, a.mlp_kept, a.mlp_gate,
-          s.residual == Residual::kReZero ? 1 : s.C, mlp_site(layer)};
+          a.ln2,   a.ln2_mean, a.ln2_rstd, a.mlp_kept, a.mlp_gate, scale_size, mlp_site(layer)};
 }
 
 // v = join(u, D(F(u or LN(u)))); `f(input)` leaves F(input) in scratch.branch.
@@ -286,13 +284,13 @@ void block_forward(const BlockShape& s, int layer, const BlockTensors<const T*>&
                    const BlockDropout& dropout, double* branch_sq) {
   const int N = static_cast<int>(s.tokens());
   const BlockTensors<T*> no_grads{};
-  branch_forward(s, attention_refs(s, w, no_grads, a, layer), x_in, a.x_mid, scratch, dropout, layer,
+  branch_forward(s, branch_refs(Which::kAttention, s, w, no_grads, a, layer), x_in, a.x_mid, scratch, dropout, layer,
                  branch_sq, [&](const T* in) {
                    cpu::linear_forward(a.qkv, in, w.qkv_w, w.qkv_b, N, s.C, 3 * s.C);
                    cpu::attention_forward(a.att, a.probs, a.qkv, s.B, s.T, s.C, s.NH);
                    cpu::linear_forward(scratch.branch, a.att, w.proj_w, w.proj_b, N, s.C, s.C);
                  });
-  branch_forward(s, mlp_refs(s, w, no_grads, a, layer), static_cast<const T*>(a.x_mid), x_out, scratch, dropout,
+  branch_forward(s, branch_refs(Which::kMlp, s, w, no_grads, a, layer), static_cast<const T*>(a.x_mid), x_out, scratch, dropout,
                  layer, branch_sq ? branch_sq + 1 : nullptr, [&](const T* in) {
                    cpu::linear_forward(a.fc, in, w.fc_w, w.fc_b, N, s.C, s.F);
                    cpu::gelu_forward(a.gelu, a.fc, s.tokens() * s.F);
@@ -318,7 +316,7 @@ void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>
   T* temp = scratch.dqkv;
   if (scaled_branch(s.residual)) std::fill(temp, temp + s.C, T(0));
   // MLP branch: dres = dL/dx_out; afterwards dres = dL/dx_mid.
-  branch_backward(s, mlp_refs(s, w, g, a, layer), static_cast<const T*>(a.x_mid), dres, d.mlp_proj, temp, dropout,
+  branch_backward(s, branch_refs(Which::kMlp, s, w, g, a, layer), static_cast<const T*>(a.x_mid), dres, d.mlp_proj, temp, dropout,
                   layer, part, [&] {
     cpu::linear_backward(input_grad(d.mlp_fc), weight_grad(g.fc2_w), weight_grad(g.fc2_b), d.mlp_proj, a.gelu,
                          w.fc2_w, N, s.F, s.C);
@@ -330,7 +328,7 @@ void block_backward(const BlockShape& s, int layer, const BlockTensors<const T*>
   // Attention branch: afterwards dres = dL/dx_in. The attention output's gradient has no weight to
   // feed, so it stays in scratch.
   if (scaled_branch(s.residual)) std::fill(temp, temp + s.C, T(0));
-  branch_backward(s, attention_refs(s, w, g, a, layer), x_in, dres, d.attn_proj, temp, dropout, layer, part, [&] {
+  branch_backward(s, branch_refs(Which::kAttention, s, w, g, a, layer), x_in, dres, d.attn_proj, temp, dropout, layer, part, [&] {
     cpu::linear_backward(input_grad(scratch.dnc), weight_grad(g.proj_w), weight_grad(g.proj_b), d.attn_proj, a.att,
                          w.proj_w, N, s.C, s.C);
     if (inputs) {

@@ -156,7 +156,13 @@ class RankTrainer {
         worker_->step(data, step, overlap ? [this](int64_t offset) { reducer_->ready_from(offset); } : GradientsReady{});
     worker_->collect(nullptr);
     double comm_wait = reduce_gradients();
-    const double loss = dp_.all_reduce_sum(pp_.all_reduce_sum(work.loss));
+    // The loss and the preemption flag travel together: summed over the pipeline, then over the
+    // replicas, every rank learns both from the whole world, with no collective of their own.
+    double reduced[2] = {work.loss, preemption_requested() ? 1.0 : 0.0};
+    pp_.all_reduce_sum(reduced);
+    dp_.all_reduce_sum(reduced);
+    const double loss = reduced[0];
+    preempted_ = reduced[1] > 0.0;
     const double grad_norm = global_grad_norm();
     const double lr = learning_rate(c_.train, step);
     // The loss and the norm are reduced over every rank, so all reach the same verdict together.
@@ -211,6 +217,9 @@ class RankTrainer {
   }
 
   Worker& worker() { return *worker_; }
+  // Whether some rank had received a preemption signal by the last step's loss reduction; the
+  // same answer on every rank.
+  bool preempted() const { return preempted_; }
 
   // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
   // Returns the bytes this rank wrote.
@@ -404,6 +413,7 @@ class RankTrainer {
   std::vector<float> grad_shard_;
   std::unique_ptr<GradReducer> reducer_;
   int64_t consecutive_skips_ = 0, skipped_steps_ = 0;  // steps skipped for non-finite values
+  bool preempted_ = false;
   StreamStats stats_;                 // diagnostics: this rank's measurements of the step
   std::vector<float> before_update_;  // diagnostics: the parameters before the update
 };
@@ -531,8 +541,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       const double eta = seconds_since(run_start) / double(m.step - start) * double(stop - m.step);
       progress << progress_line(m, c.train.steps, eta) << "\n" << std::flush;
     }
-    // Every rank learns of a preemption signal at the same step boundary.
-    const bool preempted = world.all_reduce_sum(preemption_requested() ? 1.0 : 0.0) > 0.0;
+    const bool preempted = trainer.preempted();  // the same on every rank: all stop after this step
     const bool periodic = c.checkpoint.every > 0 && m.step % c.checkpoint.every == 0;
     if (store && (periodic || m.step == stop || preempted)) save_checkpoint(trainer, c, *store, m.step, world, progress);
     if (preempted) {
