@@ -42,6 +42,8 @@ if [ "$threads" = 0 ]; then
   [ "$threads" -ge 1 ] || threads=1
 fi
 command=(mpirun -np "$ranks" -x OMP_NUM_THREADS="$threads")
+# More threads than cores: idle OpenMP threads must sleep, or they spin on the cores their peers need.
+[ $(( ranks * threads )) -gt "$(nproc)" ] && command+=(-x OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}")
 [ "$ranks" -gt "$(nproc)" ] && command+=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && command+=(--allow-run-as-root)
 [ -x "$root/build/kilolayer" ] || "$root/launch/build.sh" >/dev/null

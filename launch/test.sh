@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./launch/build.sh
 cd "${KL_BUILD_DIR:-build}"
+# Tests run side by side with more threads than cores: idle OpenMP threads sleep instead of spinning.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --output-on-failure -j "$(nproc)" --timeout 600 "$@"
