@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 
@@ -51,5 +52,12 @@ class Comm {
 // Whether every rank of `comm` holds bit-identical `values` (a hash of the bits, compared through
 // one small reduction). Collective.
 bool same_on_all_ranks(Comm& comm, std::span<const float> values);
+
+// Runs `check` on every rank of `comm` (a step that can fail on bad input: reading a data shard, a
+// checkpoint) and agrees on the outcome through one small reduction, so that no rank goes on into a
+// collective that a failed rank will never join. If any rank threw UserError, every rank throws
+// CollectiveError: with rank 0's message when rank 0 failed (it alone prints), else with each failed
+// rank's own message, printed by that rank ("rank 3: ..."). Collective.
+void agree(Comm& comm, const std::function<void()>& check);
 
 }  // namespace kl

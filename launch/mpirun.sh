@@ -21,19 +21,9 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$config" ] && [ -r "$config" ] || { echo "launch/mpirun.sh: --config FILE (readable) is required" >&2; exit 2; }
 
-# setting KEY: the value of parallel.KEY / run.KEY from the overrides, else the file, else $2.
-setting() {
-  local key=$1 fallback=$2 o value=""
-  for o in "${overrides[@]}"; do
-    case $o in --$key=*) value=${o#--$key=} ;; esac
-  done
-  if [ -z "$value" ]; then
-    value=$(awk -v section="${key%%.*}" -v name="${key#*.}" '
-      /^\[/ { in_section = ($0 == "[" section "]") }
-      in_section && $1 == name && $2 == "=" { print $3 }' "$config" | tail -1)
-  fi
-  echo "${value:-$fallback}"
-}
+# setting KEY FALLBACK: the value of parallel.KEY / run.KEY from the overrides, else the file, else FALLBACK.
+source "$root/launch/lib.sh"
+setting() { kl_setting "$config" "$1" "$2" "${overrides[@]}"; }
 dp=$(setting parallel.dp 1) pp=$(setting parallel.pp 1)
 ranks=$(( dp * pp ))
 threads=$(setting run.threads 0)
@@ -45,11 +35,24 @@ command=(mpirun -np "$ranks" -x OMP_NUM_THREADS="$threads")
 # More threads than cores: idle OpenMP threads must sleep, or they spin on the cores their peers need.
 [ $(( ranks * threads )) -gt "$(nproc)" ] && command+=(-x OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}")
 [ "$ranks" -gt "$(nproc)" ] && command+=(--oversubscribe)
+# Binding: Open MPI binds each rank to one core by default (np <= 2), which would put all of a rank's
+# threads on that core. A rank gets `threads` cores of its own where they exist, else no binding.
+# Pass --map-by/--bind-to after -- to choose yourself.
+if [[ " ${mpirun_args[*]} " != *" --map-by "* && " ${mpirun_args[*]} " != *" --bind-to "* ]]; then
+  if [ $(( ranks * threads )) -le "$(nproc)" ] && [ "$threads" -gt 1 ]; then
+    command+=(--map-by "slot:PE=$threads" --bind-to core)
+  elif [ $(( ranks * threads )) -gt "$(nproc)" ]; then
+    command+=(--bind-to none)
+  fi
+fi
 [ "$(id -u)" -eq 0 ] && command+=(--allow-run-as-root)
-[ -x "$root/build/kilolayer" ] || "$root/launch/build.sh" >/dev/null
+# KL_BIN: the program each rank runs instead of build/kilolayer (another build, or a wrapper that
+# execs it, as launch/study.sh's).
+bin=${KL_BIN:-$root/build/kilolayer}
+[ -n "${KL_BIN:-}" ] || [ -x "$bin" ] || "$root/launch/build.sh" >/dev/null
 thread_flag=(--run.threads="$threads")
 [[ " ${overrides[*]} " == *" --run.threads="* ]] && thread_flag=()
-command+=("${mpirun_args[@]}" "$root/build/kilolayer" train --config "$config" "${thread_flag[@]}" "${overrides[@]}")
+command+=("${mpirun_args[@]}" "$bin" train --config "$config" "${thread_flag[@]}" "${overrides[@]}")
 
 echo "launch/mpirun.sh: ${command[*]}" >&2
 "${command[@]}" &

@@ -12,6 +12,8 @@ packages=(
   libgtest-dev googletest
   python3-torch python3-h5py python3-numpy python3-matplotlib
   fortunes
+  iproute2   # tests/multihost_netns.sh: network namespaces as hosts
+  slurmctld slurmd slurm-client munge   # tests/slurm.sh: a one-node slurm on this host
 )
 
 missing=()

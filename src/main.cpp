@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
       throw kl::UserError("unknown command '" + command + "'\n" + kUsage);
     }
   } catch (const kl::CollectiveError& e) {
-    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
+    if (*e.what() && (rank == 0 || e.report_here())) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
     status = kl::kExitUserError;
   } catch (const kl::UserError& e) {
     if (world_size == 1) {

@@ -3,9 +3,10 @@
 #  - kill -9 of every rank (and mpirun) at random moments while checkpoints are
 #    written every step: afterwards `latest` and every committed step directory verify, and the next
 #    start resumes from `latest`;
-#  - a truncated file, a flipped byte, a missing dataset, a file that is not HDF5 and a wrong
-#    `latest`: eval and inspect exit 2 with a message naming the problem (never a crash, never
-#    silent acceptance), also under mpirun;
+#  - a truncated file, an unsealed file, a flipped byte, a missing dataset, a file that is not a
+#    checkpoint and a wrong `latest`: eval and inspect exit 2 with a message naming the problem
+#    (never a crash, never silent acceptance), also under mpirun with one message; the same damage
+#    behind a forged seal is caught by the checks behind it (per-dataset CRC, HDF5 structure);
 #  - a world-writable checkpoint directory is refused unless allowed; a `latest` or step directory
 #    that is a symbolic link is refused;
 #  - preemption: SIGTERM to launch/mpirun.sh (which turns it into SIGUSR1 for mpirun) and SIGTERM
@@ -24,9 +25,11 @@ big=(--model.layers=64 --model.d_model=128 --model.seq_len=16 --train.global_bat
      --train.steps=1000 --checkpoint.every=1 --checkpoint.keep=2 --checkpoint.dir="$work/kill/ckpt"
      --parallel.pp=2 --run.dir="$work/kill" --run.save_final_params=false)
 kills=0 mid_save=0
-for delay in 1.3 0.7 2.1 1.0 2.6 1.6 0.9 1.9; do
+# Each kill lands a set delay after the run's first save of this start (a loaded machine is slow).
+for delay in 1.3 0.3 2.1 0.6 2.6 1.6 0.9 1.9; do
   "${mpirun[@]}" -np 2 "$bin" train --config "$work/base.ini" "${big[@]}" >"$work/kill.log" 2>&1 &
   pid=$!
+  for _ in $(seq 1200); do grep -q "^checkpoint: step" "$work/kill.log" 2>/dev/null && break; sleep 0.05; done
   sleep "$delay"
   pkill -9 -f "kilolayer train.*--run.dir=$work/kill"  # the ranks and mpirun, whose command lines carry it
   { wait "$pid"; } 2>/dev/null
@@ -62,32 +65,72 @@ expect_refused() {  # NAME FILE PATTERN
   done
   echo "refused: $name ($(grep -o "$pattern.*" "$work/$name.log" | head -1 | cut -c1-90))"
 }
+# reseal FILE: writes a valid seal over FILE as it now is (what a damaged file with a forged seal
+# looks like), so the checks behind the seal are exercised too.
+reseal() {
+  /usr/bin/python3 - "$1" <<'PY'
+import sys, zlib
+raw = bytearray(open(sys.argv[1], "rb").read())
+seal = b"kilolayer checkpoint 2\nsize %d\ncrc32 %08x\n" % (len(raw), zlib.crc32(raw[512:]))
+raw[:512] = seal.ljust(512, b"\0")
+open(sys.argv[1], "wb").write(raw)
+PY
+}
 cp "$good" "$work/truncated.h5" && truncate -s $(( $(stat -c %s "$good") / 2 )) "$work/truncated.h5"
-expect_refused truncated "$work/truncated.h5" "truncated"
+expect_refused truncated "$work/truncated.h5" "bytes, its seal says .* (truncated)"
+cp "$good" "$work/unsealed.h5" && dd if=/dev/zero of="$work/unsealed.h5" bs=512 count=1 conv=notrunc status=none
+expect_refused unsealed "$work/unsealed.h5" "not sealed: the save that wrote it never finished"
 cp "$good" "$work/flipped.h5"
 /usr/bin/python3 - "$work/flipped.h5" <<'PY'
 import sys, h5py
 with h5py.File(sys.argv[1], "r") as f:
-    offset = f["model/layers/000007/mlp.fc.weight"].id.get_offset()
+    offset = f["model/layers/000012/mlp.fc.weight"].id.get_offset()
 with open(sys.argv[1], "r+b") as f:
     f.seek(offset + 1001)
     byte = f.read(1)
     f.seek(offset + 1001)
     f.write(bytes([byte[0] ^ 0x10]))
 PY
-expect_refused flipped_byte "$work/flipped.h5" "mlp.fc.weight: checksum mismatch"
+expect_refused flipped_byte "$work/flipped.h5" "checksum mismatch over the file"
+cp "$work/flipped.h5" "$work/flipped_resealed.h5" && reseal "$work/flipped_resealed.h5"
+expect_refused flipped_byte_resealed "$work/flipped_resealed.h5" "mlp.fc.weight: checksum mismatch"
 cp "$good" "$work/missing.h5"
 /usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); del f['optim/exp_avg/final_norm.bias']" "$work/missing.h5"
-expect_refused missing_dataset "$work/missing.h5" "optim/exp_avg/final_norm.bias is missing"
+expect_refused missing_dataset "$work/missing.h5" "checksum mismatch over the file"
+reseal "$work/missing.h5"
+expect_refused missing_dataset_resealed "$work/missing.h5" "optim/exp_avg/final_norm.bias is missing"
 head -c 100000 /dev/urandom >"$work/garbage.h5"
-expect_refused not_hdf5 "$work/garbage.h5" "not a readable HDF5 file"
+expect_refused not_a_checkpoint "$work/garbage.h5" "not a kilolayer checkpoint"
+head -c 100000 /dev/urandom >"$work/garbage.h5" && reseal "$work/garbage.h5"
+expect_refused not_hdf5_resealed "$work/garbage.h5" "not a readable HDF5 file"
 mkdir -p "$work/pointer" && echo step_00000042 >"$work/pointer/latest"
 expect_refused dangling_latest "$work/pointer" "names step_00000042, which is missing"
-# Under mpirun, a stage that finds its tensors corrupt ends the whole job.
+# Under mpirun: rank 0 verifies the seal before any rank opens the file; the job ends with one
+# message (not one per rank) and exit 2, no MPI_Abort.
 "${mpirun[@]}" -np 2 "$bin" eval --config "$work/base.ini" --parallel.pp=2 --checkpoint "$work/flipped.h5" \
-  >"$work/mpi_flipped.log" 2>&1 && fail "mpirun eval accepted a corrupt checkpoint"
-grep -q "checksum mismatch" "$work/mpi_flipped.log" || fail "mpirun eval: $(tail -3 "$work/mpi_flipped.log")"
-echo "refused under mpirun: flipped byte at pp=2"
+  >"$work/mpi_flipped.log" 2>&1
+status=$?
+[ "$status" -eq 2 ] || fail "mpirun eval of a corrupt checkpoint: exit $status, expected 2: $(tail -3 "$work/mpi_flipped.log")"
+[ "$(grep -c "error" "$work/mpi_flipped.log")" -eq 1 ] || fail "mpirun eval: not exactly one error line: $(cat "$work/mpi_flipped.log")"
+grep -q "checksum mismatch over the file" "$work/mpi_flipped.log" || fail "mpirun eval: $(tail -3 "$work/mpi_flipped.log")"
+grep -q "MPI_ABORT" "$work/mpi_flipped.log" && fail "mpirun eval aborted instead of a clean exit"
+# A stage's tensors corrupt behind a forged seal (layer 12: stage 1): that rank alone finds it and
+# says so, once, naming itself.
+"${mpirun[@]}" -np 2 "$bin" eval --config "$work/base.ini" --parallel.pp=2 --checkpoint "$work/flipped_resealed.h5" \
+  >"$work/mpi_resealed.log" 2>&1
+status=$?
+[ "$status" -eq 2 ] || fail "mpirun eval (forged seal): exit $status: $(tail -3 "$work/mpi_resealed.log")"
+[ "$(grep -c "error" "$work/mpi_resealed.log")" -eq 1 ] || fail "mpirun eval (forged seal): $(cat "$work/mpi_resealed.log")"
+grep -q "error: rank 1: .*layers/000012/mlp.fc.weight: checksum mismatch" "$work/mpi_resealed.log" ||
+  fail "mpirun eval (forged seal): $(tail -3 "$work/mpi_resealed.log")"
+# A data shard missing: every rank finds it before the first collective; one message, exit 2.
+"${mpirun[@]}" -np 2 "$bin" train --config "$work/base.ini" --parallel.pp=2 --data.val="$work/no_such_shard.bin" \
+  --run.dir="$work/noshard" >"$work/mpi_noshard.log" 2>&1
+status=$?
+[ "$status" -eq 2 ] && [ "$(grep -c "error" "$work/mpi_noshard.log")" -eq 1 ] &&
+  grep -q "no_such_shard.bin" "$work/mpi_noshard.log" || fail "missing shard under mpirun: exit $status: $(cat "$work/mpi_noshard.log")"
+echo "refused under mpirun at pp=2, one message: a missing data shard"
+echo "refused under mpirun at pp=2, one message each: flipped byte (seal), flipped byte behind a forged seal (rank)"
 
 # --- filesystem hygiene: a world-writable checkpoint directory is refused unless allowed, and the
 # store follows no link it did not make.

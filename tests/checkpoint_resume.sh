@@ -60,11 +60,15 @@ grep -q "datasets verified (CRC-32), 0 problem(s)" "$work/inspect.log" || fail "
 import sys, zlib
 import h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["step"] == 10 and f.attrs["format_version"] == 1
+assert f.attrs["step"] == 10 and f.attrs["format_version"] == 2
 qkv = f["model/layers/000003/attn.qkv.weight"]
 assert qkv.shape == (96, 32) and qkv.dtype == np.float32
 assert zlib.crc32(qkv[()].astype("<f4").tobytes()) == qkv.attrs["crc32"]
 assert "optim/exp_avg_sq/embed.token.weight" in f
+raw = open(sys.argv[1], "rb").read()  # the seal in the 512-byte user block, checked independently
+seal = dict(line.split(" ", 1) for line in raw[:512].rstrip(b"\0").decode().splitlines()[1:])
+assert raw.startswith(b"kilolayer checkpoint 2\n") and int(seal["size"]) == len(raw)
+assert int(seal["crc32"], 16) == zlib.crc32(raw[512:]) and f.userblock_size == 512
 print("h5py: step", f.attrs["step"], "tensors", sum(1 for _ in f["model/layers"]), "layers")
 PY
 

@@ -87,7 +87,9 @@ exec "$bin" train --config "$work/ok.ini" --parallel.dp=2 --train.micro_batch=1 
 SH
 err=$(timeout 60 "${mpirun[@]}" -np 2 bash "$work/one_rank_fails.sh" 2>&1 >/dev/null)
 status=$?
-if [ "$status" -ne 0 ] && [ "$status" -ne 124 ] && grep -q "error on rank 1:.*missing_on_rank_1" <<<"$err"; then
+# Agreed before any collective: exit 2, one message, from the rank that failed, naming itself.
+if [ "$status" -eq 2 ] && grep -q "error: rank 1: .*missing_on_rank_1" <<<"$err" &&
+   [ "$(grep -c "error" <<<"$err")" -eq 1 ]; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))

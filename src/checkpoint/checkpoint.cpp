@@ -1,11 +1,14 @@
 #include "src/checkpoint/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <array>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <ostream>
 #include <sstream>
@@ -21,17 +24,109 @@ namespace {
 // The three datasets of every tensor, in the order they are written.
 constexpr std::array<const char*, 3> kGroups = {"model/", "optim/exp_avg/", "optim/exp_avg_sq/"};
 
-uint32_t crc_of(const float* data, int64_t n) {
-  static_assert(std::endian::native == std::endian::little, "checksums are of little-endian bytes");
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto* bytes = reinterpret_cast<const Bytef*>(data);
-  for (int64_t done = 0, total = n * int64_t{sizeof(float)}; done < total;) {
-    const auto chunk = static_cast<uInt>(std::min<int64_t>(total - done, 1 << 30));
-    crc = crc32(crc, bytes + done, chunk);
+uLong crc_update(uLong crc, const void* data, int64_t bytes) {
+  const auto* p = static_cast<const Bytef*>(data);
+  for (int64_t done = 0; done < bytes;) {
+    const auto chunk = static_cast<uInt>(std::min<int64_t>(bytes - done, 1 << 30));
+    crc = crc32(crc, p + done, chunk);
     done += chunk;
   }
-  return static_cast<uint32_t>(crc);
+  return crc;
 }
+
+uint32_t crc_of(const float* data, int64_t n) {
+  static_assert(std::endian::native == std::endian::little, "checksums are of little-endian bytes");
+  return static_cast<uint32_t>(crc_update(crc32(0L, Z_NULL, 0), data, n * int64_t{sizeof(float)}));
+}
+
+// --- the seal in the user block ---
+
+constexpr char kSealMagic[] = "kilolayer checkpoint ";
+
+struct Seal {
+  int64_t size = 0;
+  uint32_t crc = 0;
+};
+
+// An open file descriptor that closes itself.
+struct Fd {
+  int fd;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  Fd(Fd&& other) noexcept : fd(other.fd) { other.fd = -1; }
+  Fd& operator=(Fd&&) = delete;
+};
+
+// CRC-32 of the bytes of `fd` from kSealBytes to `size`; false on a read error or early end.
+bool crc_after_seal(int fd, int64_t size, uint32_t* crc) {
+  std::vector<char> buffer(size_t{4} << 20);
+  uLong c = crc32(0L, Z_NULL, 0);
+  for (int64_t at = kSealBytes; at < size;) {
+    const ssize_t got = ::pread(fd, buffer.data(), std::min<int64_t>(int64_t(buffer.size()), size - at), at);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    c = crc_update(c, buffer.data(), got);
+    at += got;
+  }
+  *crc = static_cast<uint32_t>(c);
+  return true;
+}
+
+// Reads and parses the seal of an open file; throws UserError naming `path` and the problem.
+Seal read_seal(int fd, const std::string& path) {
+  const std::string where = "checkpoint " + path;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw UserError(where + ": cannot stat: " + std::strerror(errno));
+  char block[kSealBytes + 1] = {};
+  const ssize_t got = ::pread(fd, block, kSealBytes, 0);
+  if (got != kSealBytes) throw UserError(where + ": shorter than its header (" + std::to_string(st.st_size) + " bytes)");
+  const std::string text(block, strnlen(block, kSealBytes));
+  if (text.rfind(kSealMagic, 0) != 0) {
+    const bool unsealed = text.empty();  // the user block is zeros until the save completes
+    throw UserError(where + (unsealed ? ": not sealed: the save that wrote it never finished"
+                                      : ": not a kilolayer checkpoint (no seal; or written before format 2)"));
+  }
+  long long version = 0, size = -1;
+  unsigned crc = 0;
+  if (std::sscanf(text.c_str() + sizeof kSealMagic - 1, "%lld\nsize %lld\ncrc32 %8x", &version, &size, &crc) != 3) {
+    throw UserError(where + ": its seal is damaged");
+  }
+  if (version != kFormatVersion) {
+    throw UserError(where + ": format version " + std::to_string(version) + ", this kilolayer reads " +
+                    std::to_string(kFormatVersion));
+  }
+  if (size != static_cast<long long>(st.st_size)) {
+    throw UserError(where + ": " + std::to_string(st.st_size) + " bytes, its seal says " + std::to_string(size) +
+                    (st.st_size < size ? " (truncated)" : " (appended to)"));
+  }
+  return {size, crc};
+}
+
+Fd open_readonly(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.fd < 0) throw UserError("checkpoint " + path + ": cannot open: " + std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
+void seal(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  KL_CHECK(fd.fd >= 0, "cannot reopen " + path + " to seal it: " + std::strerror(errno));
+  struct stat st {};
+  KL_CHECK(::fstat(fd.fd, &st) == 0, "cannot stat " + path);
+  uint32_t crc = 0;
+  KL_CHECK(crc_after_seal(fd.fd, st.st_size, &crc), "cannot read back " + path + " to seal it");
+  char block[kSealBytes] = {};
+  std::snprintf(block, sizeof block, "%s%lld\nsize %lld\ncrc32 %08x\n", kSealMagic,
+                static_cast<long long>(kFormatVersion), static_cast<long long>(st.st_size), crc);
+  KL_CHECK(::pwrite(fd.fd, block, kSealBytes, 0) == kSealBytes && ::fsync(fd.fd) == 0,
+           "cannot write the seal of " + path + " (disk full?)");
+}
+
+namespace {
 
 bool inside(const ParamSpec& spec, std::pair<int64_t, int64_t> range) {
   return spec.offset >= range.first && spec.offset < range.second;
@@ -41,7 +136,9 @@ std::span<float> part(const RankState& s, size_t group) {
   return group == 0 ? s.params : group == 1 ? s.exp_avg : s.exp_avg_sq;
 }
 
+// Opens a checkpoint for reading after checking its seal's header and size (not its CRC: verify()).
 h5::Id open_file(const std::string& path) {
+  read_seal(open_readonly(path).fd, path);
   h5::quiet();
   h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (!file.valid()) {
@@ -63,14 +160,36 @@ void read_dataset(hid_t file, const std::string& path, const std::string& name,
   bool same = rank == static_cast<int>(shape.size());
   for (int d = 0; same && d < rank; ++d) same = dims[static_cast<size_t>(d)] == static_cast<hsize_t>(shape[static_cast<size_t>(d)]);
   if (!same) throw UserError(where + " has another shape than the model expects");
+  // Exactly what write_file makes: little-endian float32, stored contiguously, as many bytes as
+  // the shape needs. Anything else (found by tests/fuzz/fuzz_checkpoint.cpp: a damaged datatype made
+  // HDF5 allocate a 4 GiB conversion buffer) is refused before HDF5 reads any data.
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  h5::Id type(H5Dget_type(ds.get()), H5Tclose);
+  h5::Id plist(H5Dget_create_plist(ds.get()), H5Pclose);
+  if (!type.valid() || H5Tequal(type.get(), H5T_IEEE_F32LE) <= 0 || !plist.valid() ||
+      H5Pget_layout(plist.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(plist.get()) != 0 ||
+      H5Dget_storage_size(ds.get()) != hsize_t(n) * sizeof(float)) {
+    throw UserError(where + " is not stored as " + std::to_string(n) + " contiguous little-endian float32 values");
+  }
   const int64_t expected = h5::read_int_attribute(ds.get(), "crc32", where);
   if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     throw UserError(where + " cannot be read (truncated or corrupt)");
   }
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
   if (crc_of(out, n) != static_cast<uint32_t>(expected)) {
     throw UserError(where + ": checksum mismatch (the data is corrupt)");
+  }
+}
+
+// Refuses a table whose three copies (parameters, two moments) could not fit in the file: a hostile
+// or mismatched config must not make the reader allocate more than the file could ever fill.
+void check_room(const std::string& path, const ParamTable& table) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw UserError("checkpoint " + path + ": cannot stat: " + std::strerror(errno));
+  const double needed = 3.0 * double(sizeof(float)) * double(table.buffer_size());
+  if (needed > double(st.st_size)) {
+    throw UserError("checkpoint " + path + ": the model needs " + std::to_string(int64_t(needed)) +
+                    " bytes of tensors, the file holds " + std::to_string(st.st_size));
   }
 }
 
@@ -116,8 +235,10 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   h5::Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
   auto* mpi = dynamic_cast<MpiComm*>(&world);
   if (mpi && world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), mpi->native(), MPI_INFO_NULL));
+  h5::Id fcpl(KL_CHECK_H5(H5Pcreate(H5P_FILE_CREATE)), H5Pclose);
+  KL_CHECK_H5(H5Pset_userblock(fcpl.get(), kSealBytes));  // zeros until seal() writes it
   // Exclusive: the file is new in a directory this run just made; a planted file or link fails it.
-  h5::Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), H5Fclose);
+  h5::Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get()), H5Fclose);
   KL_CHECK(file.valid(), "cannot create checkpoint file " + path);
   h5::write_attribute(file.get(), "format_version", header.format_version);
   h5::write_attribute(file.get(), "step", header.step);
@@ -154,11 +275,25 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   Watchdog::get().completed(op);
   // Durable before the commit protocol publishes it: every rank that wrote flushes its part.
   if (bytes > 0) {
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    KL_CHECK(fd >= 0 && ::fsync(fd) == 0, "cannot fsync " + path);
-    ::close(fd);
+    const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    KL_CHECK(fd.fd >= 0 && ::fsync(fd.fd) == 0, "cannot fsync " + path);
   }
+  world.barrier();  // every part is durable: the file is complete
+  if (world.rank() == 0) seal(path);
   return bytes;
+}
+
+void verify(const std::string& path) {
+  const Fd fd = open_readonly(path);
+  const Seal expected = read_seal(fd.fd, path);
+  uint32_t crc = 0;
+  if (!crc_after_seal(fd.fd, expected.size, &crc)) throw UserError("checkpoint " + path + ": cannot read it through");
+  if (crc != expected.crc) {
+    char line[96];
+    std::snprintf(line, sizeof line, ": checksum mismatch over the file (CRC-32 %08x, sealed as %08x): corrupt", crc,
+                  expected.crc);
+    throw UserError("checkpoint " + path + line);
+  }
 }
 
 Header read_header(const std::string& path) {
@@ -180,6 +315,7 @@ Header read_header(const std::string& path) {
 
 void read_tensors(const std::string& path, const RankState& mine) {
   h5::Id file = open_file(path);
+  check_room(path, *mine.table);
   for (const ParamSpec& spec : mine.table->specs()) {
     for (size_t g = 0; g < kGroups.size(); ++g) {
       read_dataset(file.get(), path, kGroups[g] + spec.name, spec.shape, part(mine, g).data() + spec.offset);
@@ -206,6 +342,7 @@ std::string compare_configs(const std::string& saved_ini, const Config& now, con
 }
 
 int inspect(const std::string& path, std::ostream& out) {
+  verify(path);
   const Header header = read_header(path);
   const Config saved = load_config_text(header.config, "checkpoint " + path);
   out << "checkpoint " << path << "\nformat version " << header.format_version << ", step " << header.step
@@ -213,6 +350,7 @@ int inspect(const std::string& path, std::ostream& out) {
       << header.config << "\n";
   h5::Id file = open_file(path);
   const ParamTable table(saved.model);
+  check_room(path, table);
   int problems = 0;
   int64_t checked = 0;
   std::vector<float> data;

@@ -9,6 +9,17 @@
 //   root attributes: format_version, step (optimizer steps done), tokens_seen, config (the full
 //                    effective INI), layout (the parallel layout it was saved from)
 //
+// The file's first 512 bytes are an HDF5 user block (HDF5 and h5py skip it) holding our seal, a
+// few text lines written last, once every rank's part is durable:
+//
+//   kilolayer checkpoint 2
+//   size 81234567            the file's size in bytes
+//   crc32 1a2b3c4d           zlib's CRC-32 of every byte after the user block
+//
+// verify() checks the seal before HDF5 parses a single byte: HDF5 is not hardened against hostile
+// or damaged files, so a truncated, bit-flipped or never-finished file is refused by our code,
+// naming what is wrong, instead of reaching the HDF5 parser.
+//
 // Every other piece of state is a pure function of these: the learning rate of (config, step),
 // the data position and every dropout mask of (train.seed, step, sample), so a resumed run
 // continues bit for bit.
@@ -26,7 +37,8 @@
 
 namespace kl::checkpoint {
 
-inline constexpr int64_t kFormatVersion = 1;
+inline constexpr int64_t kFormatVersion = 2;
+inline constexpr int64_t kSealBytes = 512;  // the HDF5 user block holding the seal
 
 struct Header {
   int64_t format_version = kFormatVersion;
@@ -50,6 +62,14 @@ struct RankState {
 // Fails hard (KL_CHECK) on an I/O error: the caller's commit protocol then never publishes it.
 int64_t write_file(const std::string& path, const Header& header, const ModelConfig& model,
                    const RankState& mine, Comm& world);
+
+// Writes the seal of a complete file (write_file does, on rank 0, once every part is durable).
+void seal(const std::string& path);
+
+// Checks the seal: the header, the size and the CRC-32 of the whole file (reads it once). Throws
+// UserError naming the file and the problem. The readers below check the header and the size
+// only; call this once before them (one rank can do it for all: see train/agree.h).
+void verify(const std::string& path);
 
 // Readers, one rank at a time. Throw UserError naming the file and what is wrong (not HDF5, a
 // missing attribute or dataset, a wrong shape, a checksum mismatch, another format version).

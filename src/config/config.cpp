@@ -107,11 +107,11 @@ class OptionTable {
 
   void define(Config& c) {
     auto& m = c.model;
-    add("model.layers", &m.layers, "number of Transformer blocks", at_least(1));
-    add("model.d_model", &m.d_model, "width of the residual stream", at_least(1));
+    add("model.layers", &m.layers, "number of Transformer blocks", between(1, 100000));
+    add("model.d_model", &m.d_model, "width of the residual stream", between(1, 1 << 20));
     add("model.heads", &m.heads, "attention heads (must divide d_model)", at_least(1));
-    add("model.d_ff", &m.d_ff, "MLP hidden width (0: 4 x d_model)", at_least(0));
-    add("model.seq_len", &m.seq_len, "context length in tokens", at_least(1));
+    add("model.d_ff", &m.d_ff, "MLP hidden width (0: 4 x d_model)", between(0, 1 << 22));
+    add("model.seq_len", &m.seq_len, "context length in tokens", between(1, 1 << 20));
     add("model.vocab", &m.vocab, "vocabulary size (tokens are uint16)", between(1, 65536));
     add("model.residual", &m.residual,
         "residual stream variant: prenorm | postnorm | plain | rezero | layerscale | deepnorm | highway",
@@ -182,8 +182,12 @@ class OptionTable {
     add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
         at_least<int64_t>(1));
     add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
-    add("run.device", &c.run.device, "cpu (cuda arrives with the CUDA backend)", one_of({"cpu"}));
-    add("run.precision", &c.run.precision, "fp32", one_of({"fp32"}));
+    add("run.device", &c.run.device, "cpu | cuda (the whole model on this rank's GPU; needs the CUDA build)",
+        one_of({"cpu", "cuda"}));
+    add("run.precision", &c.run.precision,
+        "fp32 | bf16 (cuda only: bf16 activations and parameters; fp32 master weights, optimizer state "
+        "and reductions)", one_of({"fp32", "bf16"}));
+    add("run.tf32", &c.run.tf32, "cuda, fp32: let matrix products use TF32 tensor cores");
     add("run.diag_every", &c.run.diag_every,
         "steps between per-layer residual-stream diagnostics in <run.dir>/diagnostics.h5 (0: none; "
         "step 1 is always diagnosed when on)", at_least<int64_t>(0));
@@ -196,6 +200,24 @@ class OptionTable {
   po::options_description description_;
   std::vector<Entry> entries_;
 };
+
+// What the GPU path (run.device = cuda) covers so far. Whether this binary has the CUDA backend at
+// all is asked when training starts (src/train/device_worker.h), not here: a checkpoint's saved
+// config must load on any build.
+void check_device(const Config& c) {
+  auto fail = [](const std::string& message) { throw UserError("config: " + message); };
+  if (c.run.device != "cuda") {
+    if (c.run.precision != "fp32") fail("run.precision = " + c.run.precision + " needs run.device = cuda");
+    if (c.run.tf32) fail("run.tf32 = true needs run.device = cuda");
+    return;
+  }
+  if (c.parallel.pp != 1) fail("run.device = cuda runs the whole model on each rank: parallel.pp must be 1");
+  if (c.model.residual != "prenorm") {
+    fail("run.device = cuda implements model.residual = prenorm only (got " + c.model.residual + ")");
+  }
+  if (c.model.stochastic_depth != 0.0) fail("run.device = cuda does not implement model.stochastic_depth");
+  if (c.run.diag_every != 0) fail("run.device = cuda does not record per-layer diagnostics: run.diag_every must be 0");
+}
 
 void check_consistency(const Config& c) {
   auto fail = [](const std::string& message) { throw UserError("config: " + message); };
@@ -227,6 +249,13 @@ void check_consistency(const Config& c) {
          to_text(c.parallel.pp * c.parallel.virtual_chunks) + " (every chunk needs a block)");
   }
   stage_layer_counts(c);
+  check_device(c);
+  // In doubles: huge widths must be refused here, not overflow the int64 sizes computed later.
+  const double d = c.model.d_model, ff = c.model.ff_width();
+  const double parameters = c.model.layers * (4 * d * d + 2 * d * ff) + (double(c.model.vocab) + c.model.seq_len) * d;
+  if (parameters > double(int64_t{1} << 40)) {
+    fail("the model has about " + to_text(parameters) + " parameters, more than kilolayer supports (2^40)");
+  }
   const int64_t tokens_per_micro = int64_t{c.train.micro_batch} * c.model.seq_len;
   if (tokens_per_micro * std::max(c.model.vocab, c.model.ff_width()) > (int64_t{1} << 40)) {
     fail("train.micro_batch x model.seq_len is too large for one forward pass");

@@ -74,8 +74,9 @@ struct RunConfig {
   std::string dir = "runs/default";
   int64_t log_every = 1;
   int threads = 0;  // 0: every core
-  std::string device = "cpu";
-  std::string precision = "fp32";
+  std::string device = "cpu";      // cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16 (cuda: bf16 activations and parameter copies)
+  bool tf32 = false;               // cuda: fp32 products may use TF32 tensor cores
   int64_t diag_every = 0;  // steps between per-layer diagnostics (0: none)
   int64_t stop_after = 0;  // end this process after this optimizer step (0: train.steps), saving
   bool save_final_params = false;  // write <dir>/final_params.f32 (the flat fp32 buffer) at the end

@@ -23,6 +23,7 @@
 #include "src/kernels/cpu/ops.h"
 #include "src/pipeline/pipeline_worker.h"
 #include "src/pipeline/schedule.h"
+#include "src/train/device_worker.h"
 #include "src/train/diagnostics.h"
 #include "src/train/metrics.h"
 #include "src/train/optimizer.h"
@@ -113,8 +114,9 @@ class RankTrainer {
         dp_(comms.dp),
         pp_(comms.pp),
         zero_(c.parallel.zero == 1 && dp_.size() > 1),
-        worker_(c.parallel.pp > 1 ? pipeline::make_pipeline_worker(c, comms)
-                                  : std::unique_ptr<Worker>(new GptWorker(c, dp_))),
+        worker_(c.parallel.pp > 1        ? pipeline::make_pipeline_worker(c, comms)
+                : c.run.device == "cuda" ? make_device_worker(c, dp_)
+                                         : std::unique_ptr<Worker>(new GptWorker(c, dp_))),
         shard_(shard_of(static_cast<int64_t>(worker_->params().size()))),
         optimizer_(worker_->table(), c.train, shard_.begin, shard_.end),
         grad_shard_(zero_ ? static_cast<size_t>(shard_.end - shard_.begin) : 0) {
@@ -445,11 +447,20 @@ std::optional<std::string> resume_file(const Config& c, const std::optional<chec
 }
 
 // Loads `path` into the trainer after checking that it fits the config. Returns its step.
-int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, std::ostream& progress) {
+// Collective over `world`: rank 0 verifies the whole file's seal once, before any rank lets HDF5
+// parse it; every rank then reads its part; a failure anywhere stops every rank with one message.
+int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, Comm& world, std::ostream& progress) {
   const auto start = Clock::now();
-  const checkpoint::Header header = checkpoint::read_header(path);
-  const std::string changed = checkpoint::compare_configs(header.config, c, "checkpoint " + path);
-  trainer.restore(path);
+  agree(world, [&] {
+    if (world.rank() == 0) checkpoint::verify(path);
+  });
+  checkpoint::Header header;
+  std::string changed;
+  agree(world, [&] {
+    header = checkpoint::read_header(path);
+    changed = checkpoint::compare_configs(header.config, c, "checkpoint " + path);
+    trainer.restore(path);
+  });
   char took[48];
   std::snprintf(took, sizeof took, "%.2f s", seconds_since(start));
   progress << "resumed from " << path << " at step " << header.step << " (saved from " << header.layout
@@ -486,19 +497,25 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   if (c.data.val.empty()) throw UserError("config: data.val is not set (token shard files)");
   const bool leader = world.rank() == 0;
   const int threads = set_threads(c.run.threads);
-  const TokenDataset train_data(c.data.train, c.model.vocab, c.model.seq_len);
-  const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
-  install_preemption_handlers();
-
+  // Bad inputs (data shards, the checkpoint directory, the checkpoint) are found by every rank
+  // before the first collective of training, and agreed on: one message, every rank exits.
+  std::optional<TokenDataset> train_set, val_set;
   std::optional<checkpoint::Store> store;
-  if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
-  if (store && leader) store->prepare();
-  world.barrier();
-  const std::optional<std::string> resume_from = resume_file(c, store);
+  std::optional<std::string> resume_from;
+  agree(world, [&] {
+    train_set.emplace(c.data.train, c.model.vocab, c.model.seq_len);
+    val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
+    if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
+    if (store && leader) store->prepare();
+  });
+  agree(world, [&] { resume_from = resume_file(c, store); });  // after rank 0 prepared the directory
+  const TokenDataset& train_data = *train_set;
+  const TokenDataset& val_data = *val_set;
+  install_preemption_handlers();
 
   RankTrainer trainer(c, comms);
   progress << trainer.describe(threads) << "\n";
-  const int64_t start = resume_from ? resume(trainer, c, *resume_from, progress) : 0;
+  const int64_t start = resume_from ? resume(trainer, c, *resume_from, world, progress) : 0;
 
   const std::filesystem::path run_dir(c.run.dir);
   std::optional<MetricsWriter> metrics;
@@ -574,10 +591,15 @@ double evaluate_checkpoint(const Config& c, const TrainComms& comms, const std::
 std::vector<double> lesion_study(const Config& c, const TrainComms& comms, const std::string& path,
                                  std::ostream& progress, bool every_block) {
   set_threads(c.run.threads);
-  const TokenDataset val_data(c.data.val, c.model.vocab, c.model.seq_len);
-  const std::string file = checkpoint::resolve(path);
+  std::optional<TokenDataset> val_set;
+  std::string file;
+  agree(comms.world, [&] {
+    val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
+    file = checkpoint::resolve(path);
+  });
+  const TokenDataset& val_data = *val_set;
   RankTrainer trainer(c, comms);
-  resume(trainer, c, file, progress);
+  resume(trainer, c, file, comms.world, progress);
   std::vector<double> losses{trainer.validation_loss(val_data)};
   for (int l = 0; every_block && l < c.model.layers; ++l) {
     trainer.worker().skip_block(l);

@@ -18,11 +18,18 @@ class UserError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A UserError that every rank reaches together, from values they all share (a reduced loss):
-// rank 0 alone prints it and all ranks exit normally, with no MPI_Abort and no flood of copies.
+// A UserError that every rank reaches together, from values they all share (a reduced loss, or a
+// verdict agreed by agree() in comm/comm.h): one message is printed (rank 0's, or a rank's own when
+// `report_here`) and all ranks exit normally, with no MPI_Abort and no flood of copies.
 class CollectiveError : public UserError {
  public:
-  using UserError::UserError;
+  explicit CollectiveError(const std::string& what, bool report_here = false)
+      : UserError(what), report_here_(report_here) {}
+  // Printed by this rank even if it is not rank 0 (rank 0 then holds an empty message).
+  bool report_here() const { return report_here_; }
+
+ private:
+  bool report_here_;
 };
 
 [[noreturn]] void fatal(const char* file, int line, const char* expression, const std::string& message);

@@ -4,16 +4,25 @@
 // mask element is hash(seed, step, global sample, site) at counter (position, channel), and a
 // parameter's initial value is hash(seed, parameter name) at counter (element index). Nobody has to
 // advance or save a generator state; the data position is one integer (the step).
+//
+// The hashing core (mix64, key, bits, uniform) is also compiled for the GPU (KL_HOST_DEVICE), so
+// the CUDA dropout kernels draw exactly the masks the CPU draws.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <string_view>
 
+#if defined(__CUDACC__)
+#define KL_HOST_DEVICE __host__ __device__
+#else
+#define KL_HOST_DEVICE
+#endif
+
 namespace kl::rng {
 
 // The splitmix64 finaliser: a bijection on 64 bits with full avalanche.
-constexpr uint64_t mix64(uint64_t x) {
+KL_HOST_DEVICE constexpr uint64_t mix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -21,9 +30,9 @@ constexpr uint64_t mix64(uint64_t x) {
 }
 
 // Folds several words into one key; order matters.
-constexpr uint64_t key(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
-constexpr uint64_t key(uint64_t a, uint64_t b, uint64_t c) { return key(key(a, b), c); }
-constexpr uint64_t key(uint64_t a, uint64_t b, uint64_t c, uint64_t d) { return key(key(a, b, c), d); }
+KL_HOST_DEVICE constexpr uint64_t key(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
+KL_HOST_DEVICE constexpr uint64_t key(uint64_t a, uint64_t b, uint64_t c) { return key(key(a, b), c); }
+KL_HOST_DEVICE constexpr uint64_t key(uint64_t a, uint64_t b, uint64_t c, uint64_t d) { return key(key(a, b, c), d); }
 
 // FNV-1a, to turn a parameter's global name into a stream id.
 constexpr uint64_t hash_name(std::string_view name) {
@@ -33,10 +42,10 @@ constexpr uint64_t hash_name(std::string_view name) {
 }
 
 // Draw number `counter` of stream `stream_key`.
-constexpr uint64_t bits(uint64_t stream_key, uint64_t counter) { return mix64(stream_key + mix64(counter)); }
+KL_HOST_DEVICE constexpr uint64_t bits(uint64_t stream_key, uint64_t counter) { return mix64(stream_key + mix64(counter)); }
 
 // Uniform in (0, 1], 53 bits.
-inline double uniform(uint64_t stream_key, uint64_t counter) {
+KL_HOST_DEVICE inline double uniform(uint64_t stream_key, uint64_t counter) {
   return (static_cast<double>(bits(stream_key, counter) >> 11) + 1.0) * 0x1.0p-53;
 }
 

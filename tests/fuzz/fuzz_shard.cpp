@@ -5,13 +5,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "src/data/shard.h"
 #include "src/util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = "/tmp/kl_fuzz_shard_" + std::to_string(::getpid()) + ".bin";
+  static const std::string path =
+      (std::filesystem::temp_directory_path() / ("kl_fuzz_shard_" + std::to_string(::getpid()) + ".bin")).string();
   std::FILE* file = std::fopen(path.c_str(), "wb");
   if (!file) std::abort();
   if (size > 0 && std::fwrite(data, 1, size, file) != size) std::abort();

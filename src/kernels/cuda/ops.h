@@ -1,0 +1,124 @@
+// CUDA kernels, the GPU counterparts of src/kernels/cpu/ops.h. One .cu per op family in this folder,
+// forward and backward side by side; kernels are static, launchers take an explicit stream and
+// check the launch. Nothing synchronises the host.
+//
+// Precision: T is the activation and parameter-copy type, float (run.precision = fp32) or bf16
+// (run.precision = bf16). Whatever T, these stay fp32: LayerNorm statistics, losses, parameter
+// gradients, the residual stream's gradient (it sums two branches per block over hundreds of
+// blocks), the master weights, the optimizer state and every reduction.
+//
+// Gradient rule, as on the CPU: backward functions ASSIGN activation gradients and ACCUMULATE (+=)
+// parameter gradients; layernorm_backward accumulates into dinp (the residual stream).
+//
+// Determinism: no atomics. Column sums (bias, LayerNorm and embedding gradients) walk the rows in
+// a fixed order, so a run is bitwise reproducible on the same GPU and library versions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "src/kernels/cpu/ops.h"  // DropoutKey
+
+namespace kl::cuda {
+
+using bf16 = __nv_bfloat16;
+class Blas;  // src/kernels/cuda/cublaslt.h
+
+// --- elementwise.cu ---
+// out = in, converted (float <-> bf16, or a plain copy).
+template <class From, class To>
+void convert(To* out, const From* in, int64_t n, cudaStream_t stream);
+// out = a + b (out may alias either).
+template <class T>
+void add(T* out, const T* a, const T* b, int64_t n, cudaStream_t stream);
+// out[c] += sum over rows r of in[r, c], rows in order (bias gradients).
+template <class T>
+void column_sums_accumulate(float* out, const T* in, int rows, int cols, cudaStream_t stream);
+
+// --- matmul.cu: the Linear layer on cuBLASLt (the bias rides in the matmul epilogue) ---
+// out[N,O] = inp[N,I] W[O,I]^T + bias[O]   (bias may be null)
+template <class T>
+void linear_forward(Blas& blas, T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O,
+                    cudaStream_t stream);
+// dinp = dout W;  dweight += dout^T inp;  dbias += colsum(dout)   (each may be null)
+template <class T>
+void linear_backward(Blas& blas, T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
+                     const T* weight, int N, int I, int O, cudaStream_t stream);
+
+// --- embedding.cu ---
+// out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
+template <class T>
+void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C,
+                       cudaStream_t stream);
+// dwte += scatter(dout), dwpe += sum over the batch (fp32 throughout).
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T_,
+                        int C, cudaStream_t stream);
+
+// --- layernorm.cu (eps 1e-5) ---
+// out = (inp - mean) * rstd * weight + bias per row of C; saves mean and rstd [N].
+template <class T>
+void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N,
+                       int C, cudaStream_t stream);
+// The residual add fused in: sum = a + b (the stream after a branch joins it), out = LN(sum). One
+// pass over the row instead of two.
+template <class T>
+void add_layernorm_forward(T* sum, T* out, float* mean, float* rstd, const T* a, const T* b, const T* weight,
+                           const T* bias, int N, int C, cudaStream_t stream);
+// dinp += ...; dweight += ...; dbias += ...   (dinp null: the parameter half only; dweight null:
+// the input half only)
+template <class T>
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const T* dout, const T* inp, const T* weight,
+                        const float* mean, const float* rstd, int N, int C, cudaStream_t stream);
+
+// --- attention.cu: causal multi-head attention over a fused qkv [B,T,3C] ---
+// probs [B,NH,T,T] keeps the softmax (exact zeros above the diagonal); out [B,T,C].
+template <class T>
+void attention_forward(Blas& blas, T* out, T* probs, const T* qkv, int B, int T_, int C, int NH, cudaStream_t stream);
+// dqkv = ...; dprobs is scratch of the size of probs.
+template <class T>
+void attention_backward(Blas& blas, T* dqkv, T* dprobs, const T* dout, const T* qkv, const T* probs, int B, int T_,
+                        int C, int NH, cudaStream_t stream);
+
+// --- gelu.cu (exact erf form, as the CPU) ---
+template <class T>
+void gelu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
+// dinp = dout * gelu'(inp) (may alias dout)
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n, cudaStream_t stream);
+
+// --- dropout.cu: the CPU's counter-based masks, bit for bit ---
+// out = inp * keep / (1 - p) over [B, row] (out may alias inp; p == 0 copies). The backward pass is
+// the same call on the gradient. Instantiated for (float, float), (bf16, bf16) and (float, bf16):
+// the last takes the fp32 residual gradient into a bf16 branch gradient.
+template <class In, class Out>
+void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key,
+             cudaStream_t stream);
+
+// --- softmax_xent.cu: fused softmax + cross-entropy over logits [N,V] ---
+// losses[n] = -log softmax(logits[n])[target[n]]; lse[n] = log sum exp(logits[n]) for the backward.
+template <class T>
+void softmax_xent_forward(float* losses, float* lse, const T* logits, const int32_t* targets, int N, int V,
+                          cudaStream_t stream);
+// dlogits = (softmax(logits) - onehot(target)) * dloss   (may alias logits)
+template <class T>
+void softmax_xent_backward(T* dlogits, const T* logits, const float* lse, const int32_t* targets, float dloss,
+                           int N, int V, cudaStream_t stream);
+// *sum += sum of losses[0, N), in a fixed order (one block).
+void loss_sum_accumulate(double* sum, const float* losses, int N, cudaStream_t stream);
+
+// --- adamw.cu: the optimizer and the global-norm reduction ---
+// One AdamW step on n fp32 master weights (the CPU op's formula, PyTorch's); `copy` (may be null)
+// receives the updated weights in T (the bf16 copy the forward pass reads).
+template <class T>
+void adamw_update(float* param, const float* grad, float* m, float* v, T* copy, int64_t n, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, int64_t step, cudaStream_t stream);
+// *out = sum of x[i]^2 in double: kSumSquaresPartials fixed partial sums, then one block adds them
+// in order (deterministic). `partials` holds kSumSquaresPartials doubles.
+inline constexpr int kSumSquaresPartials = 512;
+void sum_squares(double* out, const float* x, int64_t n, double* partials, cudaStream_t stream);
+// x *= factor (gradient clipping)
+void scale(float* x, int64_t n, float factor, cudaStream_t stream);
+
+}  // namespace kl::cuda

@@ -1,0 +1,43 @@
+// libFuzzer target: the checkpoint reader. The first input byte picks what the rest is:
+//   even: a whole file, seal included. verify() must refuse it with a UserError (or, if it ever
+//         accepts, the readers behind it must cope).
+//   odd:  the bytes after the seal, which this target seals correctly: the hostile bytes get past
+//         verify() and reach HDF5's parser and our readers (header attributes, the config text,
+//         dataset shapes and CRCs). Everything must load or be refused with a UserError.
+// Anything else (another exception, a crash, a sanitizer report, a hang) is a finding.
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "src/checkpoint/checkpoint.h"
+#include "src/util/error.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const std::string path =
+      (std::filesystem::temp_directory_path() / ("kl_fuzz_checkpoint_" + std::to_string(::getpid()) + ".h5")).string();
+  if (size == 0) return 0;
+  const bool sealed_here = data[0] & 1;
+  std::vector<uint8_t> bytes(sealed_here ? kl::checkpoint::kSealBytes : 0, 0);
+  bytes.insert(bytes.end(), data + 1, data + size);
+  ::unlink(path.c_str());
+  std::FILE* file = std::fopen(path.c_str(), "wb");
+  if (!file) std::abort();
+  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), file) != bytes.size()) std::abort();
+  std::fclose(file);
+  if (sealed_here && bytes.size() > size_t(kl::checkpoint::kSealBytes)) kl::checkpoint::seal(path);
+  try {
+    kl::checkpoint::verify(path);
+    const kl::checkpoint::Header header = kl::checkpoint::read_header(path);
+    if (header.step < 0) std::abort();  // the reader promised a step >= 0
+    std::ostream discard(nullptr);
+    kl::checkpoint::inspect(path, discard);
+  } catch (const kl::UserError&) {
+  }
+  return 0;
+}
