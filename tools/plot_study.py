@@ -75,6 +75,17 @@ def other_varied(rows, skip):
     return [n for n in names if n not in skip and varied(rows, n)]
 
 
+
+def save(fig, ax, out, name, legend_size):
+    """Grid, legend and layout, then OUT/NAME as PNG; returns its path."""
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    path = os.path.join(out, name)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 def plot_throughput(rows, out):
     skip = {"ranks", "dp", "pp", "threads", "global_batch"}
     columns = other_varied(rows, skip)
@@ -94,13 +105,7 @@ def plot_throughput(rows, out):
     ax.set_xlabel("ranks (dp x pp)" + (f"; hollow: ranks x threads > {cores:.0f} cores" if cores else ""))
     ax.set_ylabel("tokens/s (whole job, median)")
     ax.set_title("throughput against ranks")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out, "throughput_vs_ranks.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, ax, out, "throughput_vs_ranks.png", legend_size=8)
 
 
 def plot_bubble(rows, out):
@@ -118,13 +123,7 @@ def plot_bubble(rows, out):
     ax.set_ylabel("bubble (share of the step)")
     ax.set_title("pipeline bubble: measured (solid) and formula (dashed)")
     ax.set_ylim(bottom=0)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out, "bubble_vs_micro_batches.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, ax, out, "bubble_vs_micro_batches.png", legend_size=7)
 
 
 def plot_memory(rows, out):
@@ -138,13 +137,7 @@ def plot_memory(rows, out):
     ax.set_xlabel("layers")
     ax.set_ylabel("peak resident memory, largest rank (MiB)")
     ax.set_title("memory against depth")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out, "memory_vs_layers.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, ax, out, "memory_vs_layers.png", legend_size=8)
 
 
 def main():
