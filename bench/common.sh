@@ -18,12 +18,15 @@ parse_options() {
 # The median of the numbers on standard input, one a line.
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
-# Builds what is missing, makes a work folder (removed on exit) in $work with byte-level shards of
-# the GPL text in $work/data, and sets $data_ini to their [data] section.
+# Builds what is missing (unless BIN, a kilolayer binary of another build, is given), makes a work
+# folder (removed on exit) in $work with byte-level shards of the GPL text in $work/data, and sets
+# $data_ini to their [data] section.
+#   prepare_workdir [BIN]
 prepare_workdir() {
-  [ -x build/kilolayer ] && [ -x build/kl_sgemm_peak ] || ./launch/build.sh >/dev/null
+  local bin=${1:-build/kilolayer}
+  [ -n "${1:-}" ] || { [ -x build/kilolayer ] && [ -x build/kl_sgemm_peak ]; } || ./launch/build.sh >/dev/null
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  build/kilolayer data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
+  "$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
   data_ini=$(printf '[data]\ntrain = %s\nval = %s' "$work/data/train.bin" "$work/data/val.bin")
 }

@@ -38,9 +38,7 @@ if [ ! -x "$kl" ] || ! ldd "$kl" | grep -q libcudart; then
   }
 fi
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$kl" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
+prepare_workdir "$kl"
 cat >"$work/bench.ini" <<INI
 [model]
 layers = $layers
@@ -55,9 +53,7 @@ global_batch = $batch
 micro_batch = $micro_batch
 eval_every = 0
 eval_batches = 1
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
+$data_ini
 [parallel]
 recompute = $recompute
 [checkpoint]
