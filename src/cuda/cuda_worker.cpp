@@ -94,12 +94,11 @@ class CudaWorker final : public Worker {
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
     upload_params();
     model_.zero_grads();
-    for (int micro = 0; micro < per_rank_ / c_.train.micro_batch; ++micro) {
-      const int64_t first = int64_t{dp_rank_} * per_rank_ + int64_t{micro} * c_.train.micro_batch;
+    for_each_micro_batch(dp_rank_, per_rank_, c_.train.micro_batch, [&](int64_t first, bool /*last*/) {
       data.training_batch(seed, step, first, c_.train.micro_batch, inputs_.data(), targets_.data());
       model_.forward_backward(inputs_.data(), targets_.data(), c_.train.micro_batch, {seed, step, first},
                               1.0 / tokens);
-    }
+    });
     KL_CHECK_CUDA(cudaMemcpyAsync(grads_.data(), model_.grads(), grads_.size() * sizeof(float),
                                   cudaMemcpyDeviceToHost, stream_.get()));
     StepWork work;
@@ -111,11 +110,10 @@ class CudaWorker final : public Worker {
 
   double evaluate_sum(const TokenDataset& val, int64_t begin, int64_t count, int64_t total) override {
     upload_params();
-    for (int64_t first = begin; first < begin + count; first += c_.train.micro_batch) {
-      const int n = static_cast<int>(std::min<int64_t>(c_.train.micro_batch, begin + count - first));
+    for_each_eval_batch(begin, count, c_.train.micro_batch, [&](int64_t first, int n) {
       val.eval_batch(first, n, total, inputs_.data(), targets_.data());
       model_.evaluate(inputs_.data(), targets_.data(), n);
-    }
+    });
     return model_.take_loss_sum() / c_.model.seq_len;  // the sum over windows of their mean losses
   }
 

@@ -70,30 +70,26 @@ class GptWorker final : public Worker {
   // Rank r takes samples [r G/dp, (r+1) G/dp) of the step. Only the last micro-batch's backward
   // reports to `ready`: the gradients are final only then.
   StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) override {
-    const int micro_steps = per_rank_ / c_.train.micro_batch;
     const auto seed = static_cast<uint64_t>(c_.train.seed);
     const double loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
     model_.zero_grads();
     maybe_poison(step);
     StepWork work;
-    for (int micro = 0; micro < micro_steps; ++micro) {
-      const int64_t first = int64_t{dp_rank_} * per_rank_ + int64_t{micro} * c_.train.micro_batch;
+    for_each_micro_batch(dp_rank_, per_rank_, c_.train.micro_batch, [&](int64_t first, bool last) {
       data.training_batch(seed, step, first, c_.train.micro_batch, inputs_.data(), targets_.data());
-      const bool last = micro == micro_steps - 1;
       work.loss += model_.forward_backward(inputs_.data(), targets_.data(), c_.train.micro_batch,
                                            {seed, step, first}, loss_scale, last ? ready : GradientsReady{}) *
                    c_.train.micro_batch / c_.train.global_batch;
-    }
+    });
     return work;
   }
 
   double evaluate_sum(const TokenDataset& val, int64_t begin, int64_t count, int64_t total) override {
     double sum = 0.0;
-    for (int64_t first = begin; first < begin + count; first += c_.train.micro_batch) {
-      const int n = static_cast<int>(std::min<int64_t>(c_.train.micro_batch, begin + count - first));
+    for_each_eval_batch(begin, count, c_.train.micro_batch, [&](int64_t first, int n) {
       val.eval_batch(first, n, total, inputs_.data(), targets_.data());
       sum += model_.evaluate(inputs_.data(), targets_.data(), n) * n;
-    }
+    });
     return sum;
   }
 

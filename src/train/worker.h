@@ -4,6 +4,7 @@
 // stages and replicas, clipping, AdamW, validation and metrics.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -16,6 +17,24 @@
 #include "src/data/dataset.h"
 
 namespace kl {
+
+// Rank `dp_rank`'s share of a step is samples [dp_rank * per_rank, (dp_rank + 1) * per_rank),
+// taken `micro_batch` at a time: fn(first sample, whether it is the step's last micro-batch).
+template <class F>
+void for_each_micro_batch(int dp_rank, int per_rank, int micro_batch, F&& fn) {
+  const int micro_steps = per_rank / micro_batch;
+  for (int micro = 0; micro < micro_steps; ++micro) {
+    fn(int64_t{dp_rank} * per_rank + int64_t{micro} * micro_batch, micro == micro_steps - 1);
+  }
+}
+
+// Evaluation windows [begin, begin + count), `micro_batch` at a time: fn(first window, how many).
+template <class F>
+void for_each_eval_batch(int64_t begin, int64_t count, int micro_batch, F&& fn) {
+  for (int64_t first = begin; first < begin + count; first += micro_batch) {
+    fn(first, static_cast<int>(std::min<int64_t>(micro_batch, begin + count - first)));
+  }
+}
 
 // A rank's part of one step.
 struct StepWork {
