@@ -473,8 +473,9 @@ void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::St
   if (world.rank() == 0) dir = store.begin(step);
   world.barrier();
   if (world.rank() != 0) dir = (std::filesystem::path(store.dir()) / (checkpoint::Store::step_name(step) + ".tmp")).string();
+  // write_file returns once every part is durable and rank 0 has sealed the file; rank 0, which
+  // commits, gets there only after sealing, so no barrier is needed between the two.
   const double bytes = world.all_reduce_sum(double(trainer.save(dir + "/" + checkpoint::kFileName, step, world)));
-  world.barrier();  // every writer's part is durable
   if (world.rank() == 0) store.commit(step, c.checkpoint.keep);
   world.barrier();
   const double seconds = seconds_since(start);
