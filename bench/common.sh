@@ -19,14 +19,38 @@ parse_options() {
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 
 # Builds what is missing (unless BIN, a kilolayer binary of another build, is given), makes a work
-# folder (removed on exit) in $work with byte-level shards of the GPL text in $work/data, and sets
+# folder (removed on exit) in $work with byte-level shards of English text in $work/data (the GPL,
+# or where that is missing, as on a lent GPU machine, this repository's own text files), and sets
 # $data_ini to their [data] section.
 #   prepare_workdir [BIN]
 prepare_workdir() {
-  local bin=${1:-build/kilolayer}
+  local bin=${1:-build/kilolayer} texts
   [ -n "${1:-}" ] || { [ -x build/kilolayer ] && [ -x build/kl_sgemm_peak ]; } || ./launch/build.sh >/dev/null
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  "$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null
+  if [ -r /usr/share/common-licenses/GPL-3 ]; then
+    texts=(/usr/share/common-licenses/GPL-3)
+  else
+    mapfile -t texts < <(find README.md docs -name '*.md' -type f 2>/dev/null | sort)
+  fi
+  "$bin" data --out "$work/data" --block 256 "${texts[@]}" >/dev/null
   data_ini=$(printf '[data]\ntrain = %s\nval = %s' "$work/data/train.bin" "$work/data/val.bin")
 }
+
+# Writes $work/bench.ini for the benchmark's model and batch ($layers, $d_model, $heads, $seq_len,
+# $vocab, $steps, $batch, and $micro_batch if set, else $batch) on $data_ini, without checkpoints or
+# evaluation, run.dir $work/run. Each argument is one more line (sections may repeat: the reader
+# merges them), e.g. write_bench_ini "[run]" "threads = 2".
+write_bench_ini() {
+  {
+    printf '[model]\nlayers = %s\nd_model = %s\nheads = %s\nseq_len = %s\nvocab = %s\ndropout = 0.1\n' \
+      "$layers" "$d_model" "$heads" "$seq_len" "$vocab"
+    printf '[train]\nsteps = %s\nglobal_batch = %s\nmicro_batch = %s\neval_every = 0\neval_batches = 1\n' \
+      "$steps" "$batch" "${micro_batch:-$batch}"
+    printf '%s\n[checkpoint]\ndir = none\n[run]\ndir = %s\n' "$data_ini" "$work/run"
+    printf '%s\n' "$@"
+  } >"$work/bench.ini"
+}
+
+# The median tokens/s of the last run's steps after the first (warm-up: page faults, thread start).
+run_tokens_per_s() { tail -n +2 "$work/run/metrics.jsonl" | sed 's/.*"tokens_per_s":\([^,}]*\).*/\1/' | median; }

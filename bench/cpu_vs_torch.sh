@@ -12,34 +12,14 @@ layers=128 d_model=128 heads=2 seq_len=128 batch=8 threads=2 steps=8 reps=3 voca
 source bench/common.sh
 parse_options "layers d_model heads seq_len batch threads steps reps" "$@"
 prepare_workdir
-cat >"$work/bench.ini" <<INI
-[model]
-layers = $layers
-d_model = $d_model
-heads = $heads
-seq_len = $seq_len
-vocab = $vocab
-dropout = 0.1
-[train]
-steps = $steps
-global_batch = $batch
-micro_batch = $batch
-eval_every = 0
-eval_batches = 1
-$data_ini
-[checkpoint]
-dir = none
-[run]
-dir = $work/run
-threads = $threads
-INI
+write_bench_ini "[run]" "threads = $threads"
 
 kl_rates=() torch_rates=() peak_rates=()
 for rep in $(seq "$reps"); do
   peak_rates+=("$(build/kl_sgemm_peak 2048 "$threads" 3)")
   build/kilolayer train --config "$work/bench.ini" >/dev/null
   # Median tokens/s over the steps after the first.
-  kl=$(tail -n +2 "$work/run/metrics.jsonl" | sed 's/.*"tokens_per_s":\([^,}]*\).*/\1/' | median)
+  kl=$(run_tokens_per_s)
   out=$(/usr/bin/python3 bench/torch_train.py --layers "$layers" --d_model "$d_model" --heads "$heads" \
         --seq_len "$seq_len" --batch "$batch" --vocab "$vocab" --steps "$steps" --threads "$threads")
   pt=$(sed 's/.*"tokens_per_s": \([^,}]*\).*/\1/' <<<"$out")

@@ -10,16 +10,15 @@
 #
 # MFU = tokens/s x (6 N + 12 L d T) / peak; the peak is the data-sheet dense bf16 rate of an H100
 # SXM (989 TFLOP/s; pass --peak_tflops for another GPU or for fp32/TF32).
-# Note: kilolayer's GPU worker keeps the optimizer on the host (src/cuda/cuda_worker.cpp): each step
-# copies the fp32 parameters and gradients across and runs AdamW on the CPU, which at this size
-# (1.6 G parameters) costs more than the passes themselves; the numbers show that until the update
-# moves onto the GPU.
+# The PyTorch side runs under $KL_PYTHON (default: the python3 on PATH), which needs CUDA.
 # Exit status 77 with a message when there is no GPU (or no CUDA build can be made).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 layers=128 d_model=1024 heads=16 seq_len=1024 batch=8 micro_batch=8 precision=bf16 recompute=block
 steps=6 reps=2 peak_tflops=989 vocab=256
 source bench/common.sh
+# A GPU machine's CUDA-enabled PyTorch lives in its own environment, not in Debian's /usr/bin/python3.
+python=${KL_PYTHON:-python3}
 parse_options "layers d_model heads seq_len batch micro_batch precision recompute steps reps peak_tflops" "$@"
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
@@ -28,50 +27,29 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep
 fi
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 
-# A CUDA build of kilolayer: $KL_BUILD_DIR (default build-cuda), configured with KL_CUDA=ON.
+# A CUDA build of kilolayer: $KL_BUILD_DIR (default build-cuda), configured with KL_CUDA=ON (made
+# here when missing; extra CMake options in $KL_CMAKE_OPTIONS, e.g. tests/gpu/device_check.sh's).
 build_dir=${KL_BUILD_DIR:-build-cuda}
 kl=$build_dir/kilolayer
 if [ ! -x "$kl" ] || ! ldd "$kl" | grep -q libcudart; then
-  KL_BUILD_DIR=$build_dir ./launch/build.sh -DKL_CUDA=ON >/dev/null || {
-    echo "gpu_vs_torch: cannot build kilolayer with the CUDA backend (see $build_dir.configure.log)" >&2
+  # shellcheck disable=SC2086
+  KL_BUILD_DIR=$build_dir ./launch/build.sh -DKL_CUDA=ON ${KL_CMAKE_OPTIONS:-} >/dev/null || {
+    echo "gpu_vs_torch: cannot build kilolayer with the CUDA backend (see $build_dir/configure.log)" >&2
     exit 77
   }
 fi
 
 prepare_workdir "$kl"
-cat >"$work/bench.ini" <<INI
-[model]
-layers = $layers
-d_model = $d_model
-heads = $heads
-seq_len = $seq_len
-vocab = $vocab
-dropout = 0.1
-[train]
-steps = $steps
-global_batch = $batch
-micro_batch = $micro_batch
-eval_every = 0
-eval_batches = 1
-$data_ini
-[parallel]
-recompute = $recompute
-[checkpoint]
-dir = none
-[run]
-dir = $work/run
-device = cuda
-precision = $precision
-INI
+write_bench_ini "[parallel]" "recompute = $recompute" "[run]" "device = cuda" "precision = $precision"
 
 kl_rates=() torch_rates=()
 torch_note=""
 for rep in $(seq "$reps"); do
   "$kl" train --config "$work/bench.ini" >"$work/kl.log" 2>&1 || { cat "$work/kl.log" >&2; exit 1; }
-  rate=$(tail -n +2 "$work/run/metrics.jsonl" | sed 's/.*"tokens_per_s":\([^,}]*\).*/\1/' | median)
+  rate=$(run_tokens_per_s)
   kl_rates+=("$rate")
   status=0
-  out=$(/usr/bin/python3 bench/torch_train_gpu.py --layers "$layers" --d_model "$d_model" --heads "$heads" \
+  out=$("$python" bench/torch_train_gpu.py --layers "$layers" --d_model "$d_model" --heads "$heads" \
         --seq_len "$seq_len" --batch "$batch" --micro_batch "$micro_batch" --vocab "$vocab" --steps "$steps" \
         --precision "$precision" --recompute "$recompute" 2>"$work/torch.err") || status=$?
   if [ "$status" = 0 ]; then

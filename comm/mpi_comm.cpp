@@ -136,6 +136,12 @@ void MpiComm::all_reduce_sum(std::span<double> values) {
   request.wait();
 }
 
+void MpiComm::broadcast_bytes(std::span<std::byte> bytes, int root) {
+  MpiRequest request("broadcast (bytes)", root, static_cast<int64_t>(bytes.size()));
+  KL_CHECK_MPI(MPI_Ibcast(bytes.data(), count_of(bytes.size()), MPI_BYTE, root, comm_, request.get()));
+  request.wait();
+}
+
 GridComms make_grid_comms(const Grid& grid) {
   GridComms comms{grid, {}, MpiComm::world(), nullptr, nullptr, nullptr};
   KL_CHECK(comms.world->size() == grid.size(), "the grid does not match the world size");

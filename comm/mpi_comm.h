@@ -1,5 +1,6 @@
-// Comm over MPI: non-blocking collectives (MPI_Iallreduce, MPI_Ireduce_scatter_block,
-// MPI_Iallgather, MPI_Ibcast) and MPI_Isend/MPI_Irecv, on a communicator of its own.
+// Comm over MPI on host memory: non-blocking collectives (MPI_Iallreduce, MPI_Ireduce_scatter_block,
+// MPI_Iallgather, MPI_Ibcast) and MPI_Isend/MPI_Irecv, on a communicator of its own. The only
+// file pair in comm/ that includes mpi.h: a build without MPI (CMake's KL_MPI=OFF) leaves it out.
 #pragma once
 
 #include <mpi.h>
@@ -27,6 +28,7 @@ class MpiComm final : public Comm {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  Memory memory() const override { return Memory::kHost; }
   Handle all_reduce_sum(std::span<float> buffer) override;
   Handle reduce_scatter_sum(std::span<const float> in, std::span<float> out) override;
   Handle all_gather(std::span<const float> in, std::span<float> out) override;
@@ -36,7 +38,9 @@ class MpiComm final : public Comm {
   void barrier() override;
   void all_reduce_sum(std::span<double> values) override;
   using Comm::all_reduce_sum;
+  void broadcast_bytes(std::span<std::byte> bytes, int root) override;
 
+  // For what needs MPI itself (parallel HDF5's MPI-IO), handed over explicitly.
   MPI_Comm native() const { return comm_; }
 
  private:

@@ -55,10 +55,11 @@ void Watchdog::completed(uint64_t seq) {
   open_.erase(it);
 }
 
-Watchdog::Blocked::Blocked(uint64_t seq) {
+Watchdog::Blocked::Blocked(uint64_t seq, Wait wait) {
   Watchdog& w = get();
   std::lock_guard<std::mutex> lock(w.mutex_);
   w.blocked_ = true;
+  w.wait_ = wait;
   w.blocked_since_ = std::chrono::steady_clock::now();
   const auto it = w.open_.find(seq);
   w.awaited_ = it != w.open_.end() ? it->second : CommOp{seq, "an operation", -1, 0};
@@ -70,9 +71,43 @@ Watchdog::Blocked::~Blocked() {
   w.blocked_ = false;
 }
 
+double Watchdog::waited_locked() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked_since_).count();
+}
+
+bool Watchdog::overdue() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return blocked_ && timeout_s_ > 0 && waited_locked() >= timeout_s_;
+}
+
 std::string Watchdog::report() const {
   return "waiting for " + describe(awaited_) + "; last started " + describe(last_started_) + "; last completed " +
          describe(last_completed_);
+}
+
+void Watchdog::print_locked(double waited) {
+  if (printed_) return;  // the polled waiter and the watchdog thread may both get here
+  printed_ = true;
+  std::fprintf(stderr,
+               "kilolayer: error on rank %d: communication stuck for %.0f s (parallel.timeout_s = %g): %s. "
+               "A peer died, stopped or is waiting in another operation; ending the job.\n",
+               rank_, waited, timeout_s_, report().c_str());
+  std::fflush(stderr);
+}
+
+void Watchdog::end_job() {
+  // Give the other blocked ranks a moment to print their view before mpirun ends them.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  std::_Exit(kExitCommTimeout);
+}
+
+void Watchdog::expire(const std::function<void()>& abort) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    print_locked(waited_locked());
+  }
+  abort();
+  end_job();
 }
 
 void Watchdog::watch() {
@@ -80,17 +115,11 @@ void Watchdog::watch() {
   while (!stopping_) {
     wake_.wait_for(lock, std::chrono::milliseconds(200));
     if (stopping_ || !blocked_ || timeout_s_ <= 0) continue;
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - blocked_since_).count();
-    if (waited < timeout_s_) continue;
-    std::fprintf(stderr,
-                 "kilolayer: error on rank %d: communication stuck for %.0f s (parallel.timeout_s = %g): %s. "
-                 "A peer died, stopped or is waiting in another operation; ending the job.\n",
-                 rank_, waited, timeout_s_, report().c_str());
-    std::fflush(stderr);
+    const double waited = waited_locked();
+    if (waited < timeout_s_ + (wait_ == kPolled ? kPolledGrace : 0)) continue;
+    print_locked(waited);
     lock.unlock();
-    // Give the other blocked ranks a moment to print their view before mpirun ends them.
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    std::_Exit(kExitCommTimeout);
+    end_job();
   }
 }
 

@@ -6,6 +6,12 @@
 // into another collective. Every rank blocked on the same fault reaches its own deadline and prints
 // its own view within a second or two of the others.
 //
+// A waiter that can cancel what it waits for (NcclComm: ncclCommAbort stops the kernels stuck on
+// a dead peer) polls instead of blocking: it declares its wait kPolled, asks overdue() while
+// polling and, once it is, calls expire(abort), which prints the same report, runs `abort` and ends
+// the process with the same exit status. The watchdog thread gives such a waiter kPolledGrace
+// seconds more before it ends the process itself (a waiter stuck inside a library call).
+//
 // One per process, on purpose: it must see every communicator's operations (and the checkpoint's
 // parallel HDF5 calls), which no single Comm owns.
 #pragma once
@@ -14,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -40,20 +47,32 @@ class Watchdog {
   uint64_t started(const std::string& kind, int peer, int64_t bytes);
   void completed(uint64_t seq);
 
+  enum Wait { kBlocking, kPolled };
+  static constexpr double kPolledGrace = 2.0;  // seconds
+
   // While one lives, the calling thread is blocked waiting for operation `seq`.
   class Blocked {
    public:
-    explicit Blocked(uint64_t seq);
+    explicit Blocked(uint64_t seq, Wait wait = kBlocking);
     ~Blocked();
     Blocked(const Blocked&) = delete;
     Blocked& operator=(const Blocked&) = delete;
   };
+
+  // Whether the current wait has passed the deadline (never while disarmed).
+  bool overdue() const;
+  // For a kPolled waiter that is overdue: prints this rank's report, runs `abort`, ends the process
+  // with kExitCommTimeout.
+  [[noreturn]] void expire(const std::function<void()>& abort);
 
   std::string report() const;  // the last started, last completed and the awaited operation
 
  private:
   Watchdog() = default;
   void watch();
+  double waited_locked() const;  // seconds the current wait has lasted
+  void print_locked(double waited);  // the report, once per process
+  [[noreturn]] static void end_job();
 
   mutable std::mutex mutex_;
   std::condition_variable wake_;
@@ -65,6 +84,8 @@ class Watchdog {
   std::map<uint64_t, CommOp> open_;  // started, not yet completed
   CommOp last_started_, last_completed_, awaited_;
   bool blocked_ = false;
+  Wait wait_ = kBlocking;
+  bool printed_ = false;
   std::chrono::steady_clock::time_point blocked_since_;
 };
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs kilolayer's Debian dependencies that are missing. Idempotent and quick when all are there:
-# it asks dpkg first and runs apt-get only for what is absent.
+# it asks dpkg first and runs apt-get only for what is absent. launch/build.sh skips it with
+# KL_NO_SETUP=1 or when a system library is switched off (-DKL_MPI=OFF and the like).
 set -euo pipefail
 
 packages=(
@@ -28,6 +29,11 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 
 echo "setup: installing ${missing[*]}"
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup: no apt-get on this machine: install those yourself, or build without the system libraries" >&2
+  echo "       (KL_NO_SETUP=1 ./launch/build.sh -DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF -DKL_BLAS=OFF)" >&2
+  exit 1
+fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"

@@ -6,9 +6,15 @@
 //   kilolayer inspect PATH
 //   kilolayer data  --out DIR [--val-every K] [--block BYTES] TEXT_FILE...
 //   kilolayer --help
+//
+// A build without MPI (CMake: -DKL_MPI=OFF) is one process: every communicator is a SoloComm and
+// parallel.dp x parallel.pp must be 1.
+#ifdef KL_HAVE_MPI
 #include <mpi.h>
+#endif
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +23,11 @@
 #include <string>
 #include <vector>
 
+#ifdef KL_HAVE_MPI
 #include "comm/mpi_comm.h"
+#else
+#include "comm/solo_comm.h"
+#endif
 #include "comm/watchdog.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/store.h"
@@ -58,18 +68,40 @@ std::string take_flag(std::vector<std::string>& args, const std::string& flag) {
   return "";
 }
 
+// This process's rank in the job and the job's size (0 and 1 without MPI).
+int world_rank() {
+  int rank = 0;
+#ifdef KL_HAVE_MPI
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+#endif
+  return rank;
+}
+int world_size() {
+  int size = 1;
+#ifdef KL_HAVE_MPI
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+#endif
+  return size;
+}
+
 // The job's config from --config FILE and overrides, checked against the world's size. Every rank
 // reads the same command line and file and reaches the same verdict before any communication, so
 // only rank 0 reports a problem, and every rank returns kExitUserError.
 std::optional<kl::Config> job_config(std::vector<std::string>& args, const char* command) {
-  int rank = 0, world_size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+  const int rank = world_rank();
   try {
     const std::string config_file = take_flag(args, "--config");
     if (config_file.empty()) throw kl::UserError(std::string(command) + ": --config FILE is required");
     kl::Config config = kl::load_config(config_file, args);
-    kl::check_layout(config, world_size);
+#ifndef KL_HAVE_MPI
+    if (config.parallel.dp * config.parallel.pp != 1) {
+      throw kl::UserError("config: parallel.dp x parallel.pp = " +
+                          std::to_string(config.parallel.dp * config.parallel.pp) +
+                          ", but this kilolayer was built without MPI (-DKL_MPI=OFF) and runs one process: "
+                          "set parallel.dp = parallel.pp = 1, or use a build with MPI");
+    }
+#endif
+    kl::check_layout(config, world_size());
     kl::Watchdog::get().arm(config.parallel.timeout_s, rank);
     return config;
   } catch (const kl::UserError& e) {
@@ -78,17 +110,39 @@ std::optional<kl::Config> job_config(std::vector<std::string>& args, const char*
   }
 }
 
-kl::TrainComms train_comms(const kl::GridComms& comms) {
-  return {*comms.dp, *comms.pp, *comms.embedding, *comms.world};
-}
+// The communicators of this rank for the config's grid: MPI's, or one SoloComm for every group of
+// a one-process build.
+class RankComms {
+ public:
+#ifdef KL_HAVE_MPI
+  explicit RankComms(const kl::Config& c) : grid_(kl::make_grid_comms(kl::Grid(c.parallel.dp, c.parallel.pp))) {}
+  kl::TrainComms train() { return {*grid_.dp, *grid_.pp, *grid_.embedding, *grid_.world, grid_.world.get()}; }
+
+ private:
+  kl::GridComms grid_;
+#else
+  explicit RankComms(const kl::Config&) {}
+  kl::TrainComms train() { return {solo_, solo_, solo_, solo_}; }
+
+ private:
+  kl::SoloComm solo_;
+#endif
+};
 
 int run_train(std::vector<std::string> args) {
   const auto config = job_config(args, "train");
   if (!config) return kl::kExitUserError;
-  const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config->parallel.dp, config->parallel.pp));
-  const bool leader = comms.world->rank() == 0;
+  RankComms comms(*config);
+  const bool leader = comms.train().world.rank() == 0;
   std::ostream silent(nullptr);
-  const kl::TrainSummary summary = kl::train(*config, train_comms(comms), leader ? std::cout : silent);
+  // Tests ask for faults through the environment: KL_INJECT_NAN=RANK:STEP puts a NaN into world
+  // rank RANK's gradient at step STEP (1-based), before the reduction.
+  kl::FaultInjection faults;
+  if (const char* spec = std::getenv("KL_INJECT_NAN")) {
+    long long step = 0;
+    if (std::sscanf(spec, "%d:%lld", &faults.nan_rank, &step) == 2) faults.nan_step = step;
+  }
+  const kl::TrainSummary summary = kl::train(*config, comms.train(), leader ? std::cout : silent, faults);
   if (summary.preempted) return kl::kExitRequeue;
   if (leader) {
     std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
@@ -110,16 +164,14 @@ int run_eval(std::vector<std::string> args, bool lesion) {
   const auto config = job_config(args, command);
   if (!config) return kl::kExitUserError;
   if (checkpoint.empty()) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank == 0) std::fprintf(stderr, "kilolayer: error: %s: --checkpoint PATH is required\n", command);
+    if (world_rank() == 0) std::fprintf(stderr, "kilolayer: error: %s: --checkpoint PATH is required\n", command);
     return kl::kExitUserError;
   }
-  const kl::GridComms comms = kl::make_grid_comms(kl::Grid(config->parallel.dp, config->parallel.pp));
-  const bool leader = comms.world->rank() == 0;
+  RankComms comms(*config);
+  const bool leader = comms.train().world.rank() == 0;
   std::ostream silent(nullptr);
   const std::vector<double> losses =
-      kl::lesion_study(*config, train_comms(comms), checkpoint, leader ? std::cout : silent, lesion);
+      kl::lesion_study(*config, comms.train(), checkpoint, leader ? std::cout : silent, lesion);
   if (!leader) return 0;
   std::printf("validation loss %.6f nats\n", losses[0]);
   if (!lesion) return 0;
@@ -190,11 +242,11 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
 
+#ifdef KL_HAVE_MPI
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  int rank = 0, world_size = 1;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+#endif
+  const int rank = world_rank(), ranks = world_size();
   int status = 0;
   bool failed_alone = false;  // an exception: possibly on this rank only
   try {
@@ -213,7 +265,7 @@ int main(int argc, char** argv) {
     if (*e.what() && (rank == 0 || e.report_here())) std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
     status = kl::kExitUserError;
   } catch (const kl::UserError& e) {
-    if (world_size == 1) {
+    if (ranks == 1) {
       std::fprintf(stderr, "kilolayer: error: %s\n", e.what());
     } else {
       std::fprintf(stderr, "kilolayer: error on rank %d: %s\n", rank, e.what());
@@ -227,10 +279,14 @@ int main(int argc, char** argv) {
   }
   // After the configuration, a rank can fail alone (a file it cannot read) and leave the others
   // blocked in a collective: end the whole job.
-  if (failed_alone && world_size > 1) {
+#ifdef KL_HAVE_MPI
+  if (failed_alone && ranks > 1) {
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, status);
   }
   MPI_Finalize();
+#else
+  (void)failed_alone;
+#endif
   return status;
 }

@@ -1,13 +1,21 @@
 // The MPI communicator and the gradient reducer under a real mpirun (2 and 4 ranks): every
-// operation against values each rank can compute on its own.
+// operation against values each rank can compute on its own; NCCL's bootstrap over it (without
+// NCCL); and a checkpoint written by every rank at once through the MPI communicator handed to it.
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <numeric>
+#include <string>
 #include <vector>
 
+#include "comm/device_setup.h"
 #include "comm/grad_reducer.h"
 #include "comm/mpi_comm.h"
+#include "models/params.h"
+#include "src/checkpoint/checkpoint.h"
 
 namespace kl {
 namespace {
@@ -85,6 +93,108 @@ TEST(MpiComm, GroupsFollowTheGrid) {
   const auto members = grid.dp_group(comms.coord.pp);
   EXPECT_DOUBLE_EQ(comms.dp->all_reduce_sum(double(comms.world->rank())),
                    std::accumulate(members.begin(), members.end(), 0.0));
+}
+
+TEST(MpiComm, BroadcastsBytesOnTheHost) {
+  auto comm = MpiComm::world();
+  EXPECT_EQ(comm->memory(), Memory::kHost);
+  const int root = comm->size() - 1;
+  std::vector<std::byte> bytes(300, std::byte{0});
+  if (comm->rank() == root) {
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::byte>((i * 7 + 1) & 0xFF);
+  }
+  comm->broadcast_bytes(bytes, root);
+  for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(bytes[i], static_cast<std::byte>((i * 7 + 1) & 0xFF)) << i;
+}
+
+// What NcclComm's constructor does, with the id made by a fake instead of NCCL: rank 0 alone makes
+// it, broadcast_bytes carries it, every rank joins with rank 0's bytes.
+TEST(MpiComm, BootstrapsAnNcclIdOverBroadcastBytes) {
+  auto comm = MpiComm::world();
+  int made = 0;
+  NcclId joined{};
+  BootstrapSteps steps;
+  steps.make_id = [&] {
+    ++made;
+    NcclId id{};
+    for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>(i + 3 * comm->rank() + 1);
+    return id;
+  };
+  steps.broadcast_from_0 = [&](std::span<char> bytes) { comm->broadcast_bytes(std::as_writable_bytes(bytes), 0); };
+  steps.join = [&](const NcclId& id) { joined = id; };
+  bootstrap(comm->rank(), steps);
+  EXPECT_EQ(made, comm->rank() == 0 ? 1 : 0);
+  for (size_t i = 0; i < joined.size(); ++i) ASSERT_EQ(joined[i], static_cast<char>(i + 1)) << i;
+}
+
+// Every rank holds one pipeline stage (a block; the embeddings on the first, the head on the last)
+// and writes it into one file through parallel HDF5 on the communicator handed over explicitly;
+// read back under the whole model's table, every tensor is the one its stage wrote.
+TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
+  auto world = MpiComm::world();
+  const int rank = world->rank(), ranks = world->size();
+  ModelConfig model;
+  model.layers = ranks;
+  model.d_model = 16;
+  model.heads = 2;
+  model.seq_len = 8;
+  model.vocab = 32;
+  model.tie_embeddings = false;  // no tied copy: each tensor has exactly one writer
+
+  // One directory for all ranks: rank 0 makes it and broadcasts its name.
+  std::vector<char> name(256, '\0');
+  if (rank == 0) {
+    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_checkpoint.XXXXXX").string();
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
+  }
+  world->broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
+  const std::string path = std::string(name.data()) + "/state.h5";
+
+  const ParamTable stage(model, {rank}, rank == 0, rank == ranks - 1);
+  std::vector<float> params(static_cast<size_t>(stage.buffer_size()));
+  init_parameters(stage, 7, params.data());
+  std::vector<float> m(params), v(params);
+  for (size_t i = 0; i < params.size(); ++i) m[i] += 1.0f, v[i] *= v[i];
+  checkpoint::RankState mine;
+  mine.table = &stage;
+  mine.params = params;
+  mine.exp_avg = m;
+  mine.exp_avg_sq = v;
+  mine.writer = true;
+  checkpoint::Header header;
+  header.step = 5;
+  header.config = "[model]\nlayers = " + std::to_string(ranks) + "\n";
+  header.layout = "dp=1 pp=" + std::to_string(ranks);
+  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world, world.get());
+  EXPECT_EQ(world->all_reduce_sum(double(bytes)), 3.0 * double(ParamTable(model).parameter_count()) * sizeof(float));
+
+  if (rank == 0) {
+    checkpoint::verify(path);  // sealed
+    EXPECT_EQ(checkpoint::read_header(path).step, 5);
+    // Read under the whole model's table: each tensor equals its stage's initial value (keyed by its
+    // global name, whichever rank holds it) and the moments derived from it.
+    const ParamTable whole(model);
+    std::vector<float> expected(static_cast<size_t>(whole.buffer_size()));
+    init_parameters(whole, 7, expected.data());
+    std::vector<float> p2(expected.size()), m2(expected.size()), v2(expected.size());
+    checkpoint::RankState all;
+    all.table = &whole;
+    all.params = p2;
+    all.exp_avg = m2;
+    all.exp_avg_sq = v2;
+    checkpoint::read_tensors(path, all);
+    for (const ParamSpec& spec : whole.specs()) {
+      for (int64_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
+        const float x = expected[static_cast<size_t>(i)];
+        ASSERT_EQ(p2[static_cast<size_t>(i)], x) << spec.name;
+        ASSERT_EQ(m2[static_cast<size_t>(i)], x + 1.0f) << spec.name;
+        ASSERT_EQ(v2[static_cast<size_t>(i)], x * x) << spec.name;
+      }
+    }
+    std::filesystem::remove_all(name.data());
+  }
+  world->barrier();
 }
 
 TEST(GradReducer, BucketsCoverTheBufferAndSum) {

@@ -1,13 +1,21 @@
 // The GPU path's host-side logic, checked on any machine (no GPU, no CUDA needed): the GPU a rank
 // picks from the launcher's environment, NCCL's bootstrap order, the collectives' argument checks,
-// and the config's refusals for what run.device = cuda does not cover.
+// the config's refusals for what run.device = cuda does not cover, a one-rank SoloComm's memory
+// kinds, and the watchdog's polled waits (how NcclComm waits: tests/gpu/test_nccl_comm.cpp runs
+// the real thing).
 #include <gtest/gtest.h>
 
+#include <array>
+#include <chrono>
+#include <cstdio>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "comm/device_setup.h"
+#include "comm/solo_comm.h"
+#include "comm/watchdog.h"
 #include "src/config/config.h"
 #include "src/util/error.h"
 
@@ -103,18 +111,99 @@ std::string config_error(std::vector<std::string> overrides) {
   return "";
 }
 
-TEST(DeviceConfig, RefusesWhatTheGpuPathDoesNotCover) {
+// The GPU runs the same model walk as the CPU: only GPU-only settings without the GPU are refused.
+TEST(DeviceConfig, RefusesOnlyGpuSettingsWithoutTheGpu) {
   EXPECT_EQ(config_error({"--run.device=cuda"}), "");
   EXPECT_EQ(config_error({"--run.device=cuda", "--run.precision=bf16", "--parallel.recompute=block"}), "");
   EXPECT_NE(config_error({"--run.device=gpu"}).find("run.device"), std::string::npos);
   EXPECT_NE(config_error({"--run.precision=bf16"}).find("needs run.device = cuda"), std::string::npos);
   EXPECT_NE(config_error({"--run.tf32=true"}).find("run.tf32"), std::string::npos);
-  EXPECT_NE(config_error({"--run.device=cuda", "--parallel.pp=2", "--model.layers=4"}).find("parallel.pp"),
-            std::string::npos);
-  EXPECT_NE(config_error({"--run.device=cuda", "--model.residual=deepnorm"}).find("prenorm"), std::string::npos);
-  EXPECT_NE(config_error({"--run.device=cuda", "--model.stochastic_depth=0.1"}).find("stochastic_depth"),
-            std::string::npos);
-  EXPECT_NE(config_error({"--run.device=cuda", "--run.diag_every=5"}).find("diag_every"), std::string::npos);
+  EXPECT_EQ(config_error({"--run.device=cuda", "--parallel.pp=2", "--model.layers=4"}), "");
+  EXPECT_EQ(config_error({"--run.device=cuda", "--model.residual=deepnorm"}), "");
+  EXPECT_EQ(config_error({"--run.device=cuda", "--model.stochastic_depth=0.1"}), "");
+  // pp 2 x dp 2, every variant, every schedule that takes it, diagnostics, ZeRO-1: all accepted.
+  for (const char* residual : {"prenorm", "postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway"}) {
+    for (const char* schedule : {"gpipe", "1f1b", "interleaved", "zb1"}) {
+      if (std::string(schedule) == "zb1" && std::string(residual) != "prenorm") continue;  // refused on the CPU too
+      const std::vector<std::string> overrides = {
+          "--run.device=cuda", "--run.precision=bf16", "--parallel.dp=2", "--parallel.pp=2",
+          std::string("--parallel.schedule=") + schedule, "--model.layers=8", "--train.global_batch=8",
+          "--train.micro_batch=2", std::string("--model.residual=") + residual, "--model.stochastic_depth=0.1",
+          "--run.diag_every=5", "--parallel.zero=1", "--parallel.recompute=block",
+          std::string("--parallel.virtual=") + (std::string(schedule) == "interleaved" ? "2" : "1")};
+      EXPECT_EQ(config_error(overrides), "") << residual << " " << schedule;
+    }
+  }
+}
+
+TEST(SoloComm, CopiesHostMemoryByDefault) {
+  SoloComm solo;
+  EXPECT_EQ(solo.memory(), Memory::kHost);
+  const std::vector<float> in = {1.5f, -2.0f, 3.25f, 4.0f};
+  std::vector<float> out(in.size(), 0.0f);
+  auto handle = solo.all_gather(in, out);
+  EXPECT_TRUE(handle->test());
+  EXPECT_EQ(out, in);
+  std::vector<float> scattered(in.size(), 0.0f);
+  solo.reduce_scatter_sum(in, scattered)->wait();
+  EXPECT_EQ(scattered, in);
+  std::vector<float> buffer = in;
+  solo.all_reduce_sum(std::span<float>(buffer))->wait();  // the sum over one rank
+  solo.broadcast(buffer, 0)->wait();
+  EXPECT_EQ(buffer, in);
+  std::array<std::byte, 3> bytes = {std::byte{1}, std::byte{2}, std::byte{3}};
+  solo.broadcast_bytes(bytes, 0);
+  EXPECT_EQ(bytes[2], std::byte{3});
+  EXPECT_DOUBLE_EQ(solo.all_reduce_sum(2.5), 2.5);
+}
+
+TEST(SoloCommDeathTest, RefusesWhatOneRankCannotDo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  SoloComm solo;
+  std::array<std::byte, 3> bytes{};
+  EXPECT_EXIT(solo.broadcast_bytes(bytes, 1), ::testing::ExitedWithCode(kExitInternalError), "only root is rank 0");
+  std::vector<float> in(4), out(3);
+  EXPECT_EXIT(solo.all_gather(in, out), ::testing::ExitedWithCode(kExitInternalError), "the whole buffer");
+#ifdef KL_HAVE_CUDA
+  EXPECT_EQ(SoloComm(Memory::kDevice).memory(), Memory::kDevice);  // its copies: tests/gpu/test_nccl_comm.cpp
+#else
+  EXPECT_EXIT(SoloComm{Memory::kDevice}, ::testing::ExitedWithCode(kExitInternalError), "no device memory");
+#endif
+}
+
+// An NcclComm waiting on a stuck operation: it polls, finds itself overdue at the deadline, and
+// expire() prints the same report as an MPI wait, runs the abort, and exits 4.
+TEST(WatchdogDeathTest, APolledWaiterPastItsDeadlineReportsAbortsAndExits) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        Watchdog& watchdog = Watchdog::get();
+        watchdog.arm(0.3, 3);
+        const uint64_t seq = watchdog.started("all-reduce", -1, 4096);
+        Watchdog::Blocked blocked(seq, Watchdog::kPolled);
+        if (watchdog.overdue()) std::_Exit(10);  // not yet
+        while (!watchdog.overdue()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        watchdog.expire([] { std::fprintf(stderr, "the waiter aborted its communicator\n"); });
+      },
+      ::testing::ExitedWithCode(kExitCommTimeout),
+      "error on rank 3: communication stuck for 0 s \\(parallel.timeout_s = 0.3\\): waiting for #[0-9]+ all-reduce, "
+      "4096 bytes; last started #[0-9]+ all-reduce.*the waiter aborted its communicator");
+}
+
+// A polled waiter that never gets to expire() (stuck inside a library call): the watchdog thread
+// ends the process itself, kPolledGrace seconds after the deadline rather than at it.
+TEST(WatchdogDeathTest, APolledWaiterThatNeverExpiresIsEndedAfterItsGrace) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        Watchdog& watchdog = Watchdog::get();
+        watchdog.arm(0.3, 1);
+        const uint64_t seq = watchdog.started("send", 2, 64);
+        Watchdog::Blocked blocked(seq, Watchdog::kPolled);
+        std::this_thread::sleep_for(std::chrono::seconds(30));
+      },
+      ::testing::ExitedWithCode(kExitCommTimeout),
+      "error on rank 1: communication stuck for [23] s .*waiting for #[0-9]+ send peer 2, 64 bytes");
 }
 
 }  // namespace

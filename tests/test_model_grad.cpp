@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "models/gpt.h"
+#include "tests/whole_model.h"
 #include "tests/gradcheck.h"
 
 namespace kl {
@@ -36,7 +36,7 @@ class ModelGrad : public ::testing::TestWithParam<bool> {};
 TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
   const ModelConfig config = tiny_model(GetParam());
   const int B = 2;
-  GptModel<double> model(config, B, /*recompute=*/false);
+  test::WholeModel<double> model(config, B, /*recompute=*/false);
   model.init(99);
   // Non-trivial LayerNorm parameters and biases, so that their gradients are exercised fully.
   auto noise = test::random_vector(model.params().size(), 5, 0.1);
@@ -50,7 +50,7 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
   model.forward_backward(inputs.data(), targets.data(), B, position, scale);
   const std::vector<double> analytic(model.grads().begin(), model.grads().end());
   // The training-mode loss (same dropout masks) as a function of the parameters.
-  GptModel<double> probe(config, B, false);
+  test::WholeModel<double> probe(config, B, false);
   std::copy(model.params().begin(), model.params().end(), probe.params().begin());
   auto loss = [&] {
     probe.zero_grads();
@@ -73,7 +73,7 @@ TEST_P(VariantGrad, EveryParameterMatchesFiniteDifferences) {
   config.residual = variant == "stochastic_depth" ? "prenorm" : variant;
   if (variant == "stochastic_depth") config.stochastic_depth = 0.6;  // some rows dropped, some kept
   const int B = 3;
-  GptModel<double> model(config, B, /*recompute=*/false);
+  test::WholeModel<double> model(config, B, /*recompute=*/false);
   model.init(7);
   auto noise = test::random_vector(model.params().size(), 9, 0.1);  // rezero's scales leave 0 too
   for (size_t i = 0; i < noise.size(); ++i) model.params()[i] += noise[i];
@@ -83,7 +83,7 @@ TEST_P(VariantGrad, EveryParameterMatchesFiniteDifferences) {
   model.zero_grads();
   model.forward_backward(inputs.data(), targets.data(), B, position, 1.0 / (B * config.seq_len));
   const std::vector<double> analytic(model.grads().begin(), model.grads().end());
-  GptModel<double> probe(config, B, false);
+  test::WholeModel<double> probe(config, B, false);
   std::copy(model.params().begin(), model.params().end(), probe.params().begin());
   auto loss = [&] { return probe.forward_backward(inputs.data(), targets.data(), B, position, 0.0); };
   for (const ParamSpec& spec : model.table().specs()) {
@@ -107,11 +107,11 @@ TEST(ModelVariants, ReZeroStartsAsTheIdentity) {
   auto logits = [&](int layers) {
     ModelConfig c = config;
     c.layers = layers;
-    GptModel<float> model(c, B, false);
+    test::WholeModel<float> model(c, B, false);
     model.init(3);
     model.zero_grads();
     model.forward_backward(inputs.data(), targets.data(), B, {4, 2, 0}, 0.1);
-    return std::vector<float>(model.logits().begin(), model.logits().end());
+    return model.logits();
   };
   EXPECT_EQ(logits(5), logits(1));
 }
@@ -122,7 +122,7 @@ TEST(ModelVariants, DeepNormInitialisation) {
   config.layers = 6;
   config.d_model = 64;
   config.heads = 4;
-  GptModel<double> model(config, 1, false);
+  test::WholeModel<double> model(config, 1, false);
   model.init(2);
   const double beta = std::pow(8.0 * 6, -0.25);
   const ParamSpec& qkv = model.table().get("layers/000002/attn.qkv.weight");
@@ -140,7 +140,7 @@ TEST(ModelVariants, DeepNormInitialisation) {
 TEST(ModelEquivalence, MicroBatchesSumToTheFullBatch) {
   const ModelConfig config = tiny_model(true);
   const int B = 4;
-  GptModel<double> whole(config, B, false), parts(config, 1, false);
+  test::WholeModel<double> whole(config, B, false), parts(config, 1, false);
   whole.init(3);
   parts.init(3);
   const auto inputs = tokens(B * config.seq_len, config.vocab, 4);
@@ -164,7 +164,7 @@ TEST(ModelEquivalence, BlockRecomputationIsBitwiseIdentical) {
   ModelConfig config = tiny_model(true);
   config.layers = 6;
   const int B = 3;
-  GptModel<float> stored(config, B, false), recomputed(config, B, true);
+  test::WholeModel<float> stored(config, B, false), recomputed(config, B, true);
   stored.init(8);
   recomputed.init(8);
   const auto inputs = tokens(B * config.seq_len, config.vocab, 6);
@@ -183,7 +183,7 @@ TEST(ModelInit, FollowsTheTable) {
   config.d_model = 64;
   config.heads = 4;
   config.d_ff = 0;
-  GptModel<double> model(config, 1, false);
+  test::WholeModel<double> model(config, 1, false);
   model.init(1);
   auto stddev = [&](const std::string& name) {
     const ParamSpec& s = model.table().get(name);

@@ -1,12 +1,12 @@
-// A pipeline stage without MPI: one stage holding the whole model computes what GptModel computes,
-// bit for bit, whether its backward pass runs whole or as the zero-bubble schedule's input and
-// weight parts, with or without recomputation; and the stages' parameter tables cover the model's.
+// A pipeline stage without MPI: a stage built for the zero-bubble schedule's split backward pass
+// (input part, then weight part) computes what the plain whole-model stage computes, bit for bit,
+// with or without recomputation; and the stages' parameter tables cover the model's.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <vector>
 
-#include "models/gpt.h"
+#include "tests/whole_model.h"
 #include "src/config/config.h"
 #include "src/pipeline/stage.h"
 
@@ -44,24 +44,26 @@ TEST_P(WholeStage, MatchesTheModelBitwise) {
   const BatchPosition position{7, 3, 4};
   const double scale = 1.0 / (B * config.seq_len);
 
-  GptModel<float> model(config, B, GetParam().recompute);
+  test::WholeModel<float> model(config, B, /*recompute=*/false);
   model.init(11);
   model.zero_grads();
   const double expected = model.forward_backward(inputs.data(), targets.data(), B, position, scale);
 
   StageLayout layout;
   layout.ranges = {{0, config.layers}};
-  Stage stage(config, layout, B, 1, GetParam().recompute, GetParam().split, 1);
+  CpuBackend<float> backend;
+  Stage<CpuBackend<float>> stage(backend, config, layout, B, 1, GetParam().recompute, GetParam().split, 1);
   stage.init(11);
   stage.zero_grads();
-  const double loss = stage.forward(0, 0, B, nullptr, inputs.data(), targets.data(), position, true);
+  stage.forward(0, 0, B, nullptr, inputs.data(), targets.data(), position, true);
+  const double loss = stage.take_loss_sum() / (B * config.seq_len);
   std::vector<int64_t> reported;
   const GradientsReady ready = [&](int64_t offset) { reported.push_back(offset); };
   if (GetParam().split) {
-    stage.backward(0, 0, B, BackwardPart::kInput, nullptr, inputs.data(), targets.data(), position, scale, {});
-    stage.backward(0, 0, B, BackwardPart::kWeight, nullptr, inputs.data(), targets.data(), position, scale, ready);
+    stage.backward(0, 0, B, BackwardPart::kInput, nullptr, position, scale, {});
+    stage.backward(0, 0, B, BackwardPart::kWeight, nullptr, position, scale, ready);
   } else {
-    stage.backward(0, 0, B, BackwardPart::kAll, nullptr, inputs.data(), targets.data(), position, scale, ready);
+    stage.backward(0, 0, B, BackwardPart::kAll, nullptr, position, scale, ready);
   }
   EXPECT_EQ(loss, expected);
   ASSERT_EQ(stage.params().size(), model.params().size());

@@ -210,7 +210,9 @@ std::map<std::string, std::string> ini_values(const std::string& ini) {
 }  // namespace
 
 int64_t write_file(const std::string& path, const Header& header, const ModelConfig& model,
-                   const RankState& mine, Comm& world) {
+                   const RankState& mine, Comm& world, const MpiComm* world_mpi) {
+  KL_CHECK(world_mpi ? world_mpi->size() == world.size() && world_mpi->rank() == world.rank() : world.size() == 1,
+           "checkpoint::write_file: world_mpi must be the world's ranks as MPI (null only for one rank)");
   h5::quiet();
   const ParamTable global(model);
   const auto& specs = global.specs();
@@ -233,8 +235,7 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   const uint64_t op = Watchdog::get().started("checkpoint write (parallel HDF5)", -1, 0);
   Watchdog::Blocked watched(op);
   h5::Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
-  auto* mpi = dynamic_cast<MpiComm*>(&world);
-  if (mpi && world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), mpi->native(), MPI_INFO_NULL));
+  if (world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), world_mpi->native(), MPI_INFO_NULL));
   h5::Id fcpl(KL_CHECK_H5(H5Pcreate(H5P_FILE_CREATE)), H5Pclose);
   KL_CHECK_H5(H5Pset_userblock(fcpl.get(), kSealBytes));  // zeros until seal() writes it
   // Exclusive: the file is new in a directory this run just made; a planted file or link fails it.

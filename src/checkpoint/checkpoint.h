@@ -35,6 +35,10 @@
 #include "models/params.h"
 #include "src/config/config.h"
 
+namespace kl {
+class MpiComm;
+}
+
 namespace kl::checkpoint {
 
 inline constexpr int64_t kFormatVersion = 2;
@@ -59,16 +63,19 @@ struct RankState {
 
 // Collective over `world`: every rank calls it with its own state; every tensor of `model`'s
 // table is written exactly once, by the writer holding it. Returns the bytes this rank wrote.
+// `world_mpi` is `world` as MPI, through which parallel HDF5 opens the one file on every rank; it
+// may be null only for a world of one rank (a SoloComm), which then writes alone.
 // Fails hard (KL_CHECK) on an I/O error: the caller's commit protocol then never publishes it.
 int64_t write_file(const std::string& path, const Header& header, const ModelConfig& model,
-                   const RankState& mine, Comm& world);
+                   const RankState& mine, Comm& world, const MpiComm* world_mpi);
 
 // Writes the seal of a complete file (write_file does, on rank 0, once every part is durable).
 void seal(const std::string& path);
 
 // Checks the seal: the header, the size and the CRC-32 of the whole file (reads it once). Throws
 // UserError naming the file and the problem. The readers below check the header and the size
-// only; call this once before them (one rank can do it for all: see train/agree.h).
+// only; call this once before them (one rank can do it for all, the others learning the verdict
+// through agree() in comm/comm.h).
 void verify(const std::string& path);
 
 // Readers, one rank at a time. Throw UserError naming the file and what is wrong (not HDF5, a

@@ -1,12 +1,17 @@
 #include "src/config/config.h"
 
+#ifdef KL_HAVE_BOOST
 #include <boost/program_options.hpp>
+#endif
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
+#include <iomanip>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "src/util/error.h"
@@ -14,7 +19,9 @@
 namespace kl {
 namespace {
 
+#ifdef KL_HAVE_BOOST
 namespace po = boost::program_options;
+#endif
 
 template <class V>
 std::string to_text(const V& value) {
@@ -28,6 +35,36 @@ std::string to_text(const V& value) {
     return std::string(buffer, result.ptr);
   } else {
     return std::to_string(value);
+  }
+}
+
+// Text to a value as Boost.Program_options reads it (boost::lexical_cast, which takes a leading '+';
+// Boost's own words for a bool), for the built-in reader. False when the text is malformed.
+template <class V>
+bool from_text(const std::string& text, V* value) {
+  if constexpr (std::is_same_v<V, std::string>) {
+    *value = text;
+    return true;
+  } else if constexpr (std::is_same_v<V, bool>) {
+    std::string word;
+    for (char ch : text) word += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (word.empty() || word == "on" || word == "yes" || word == "1" || word == "true") {
+      *value = true;
+    } else if (word == "off" || word == "no" || word == "0" || word == "false") {
+      *value = false;
+    } else {
+      return false;
+    }
+    return true;
+  } else {
+    const char* first = text.data();
+    const char* const last = first + text.size();
+    if (last - first > 1 && first[0] == '+' && first[1] != '-') ++first;
+    V parsed{};
+    const auto [end, error] = std::from_chars(first, last, parsed);
+    if (error != std::errc() || end != last) return false;
+    *value = parsed;
+    return true;
   }
 }
 
@@ -59,12 +96,50 @@ Rule<std::string> one_of(std::vector<std::string> allowed) {
   };
 }
 
-// The one option table: every key, its default (the field's initial value), help and rule.
+// The one option table: every key, its default (the field's initial value), help and rule. Both
+// readers take their keys from it: Boost.Program_options through description(), the built-in one
+// through find() and assign().
 class OptionTable {
  public:
-  explicit OptionTable(Config& config) : description_("kilolayer options") { define(config); }
+  explicit OptionTable(Config& config) { define(config); }
 
+#ifdef KL_HAVE_BOOST
   const po::options_description& description() const { return description_; }
+#endif
+
+  // The entry named `name`; on the command line also a unique prefix of one (Boost's default
+  // allow_guessing). Throws UserError (`where`: "... : ") on an unknown or ambiguous name.
+  const std::string& find(const std::string& name, bool guess, const std::string& where) const {
+    std::vector<const std::string*> prefixed;
+    for (const auto& entry : entries_) {
+      if (entry.name == name) return entry.name;
+      if (guess && !name.empty() && entry.name.rfind(name, 0) == 0) prefixed.push_back(&entry.name);
+    }
+    if (prefixed.size() == 1) return *prefixed[0];
+    if (prefixed.empty()) throw UserError(where + "unknown key " + name);
+    std::string candidates;
+    for (const auto* candidate : prefixed) candidates += (candidates.empty() ? "" : ", ") + *candidate;
+    throw UserError(where + name + " is ambiguous: " + candidates);
+  }
+
+  // Sets the field of `name` (a name find returned) from text; false when the text is malformed.
+  bool assign(const std::string& name, const std::string& text) const {
+    for (const auto& entry : entries_) {
+      if (entry.name == name) return entry.assign(text);
+    }
+    return false;
+  }
+
+  // Boost.Program_options' --help layout: "  --key arg (=default)   help".
+  std::string help() const {
+    std::ostringstream out;
+    out << "kilolayer options:\n";
+    for (const auto& entry : entries_) {
+      const std::string left = "  --" + entry.name + " arg (=" + entry.default_text + ")";
+      out << std::left << std::setw(44) << left << (left.size() >= 44 ? " " : "") << entry.help << "\n";
+    }
+    return out.str();
+  }
 
   void check_values() const {
     for (const auto& entry : entries_) {
@@ -92,17 +167,21 @@ class OptionTable {
 
  private:
   struct Entry {
-    std::string name;
+    std::string name, help, default_text;
     std::function<std::string()> print;
     std::function<std::string()> check;
+    std::function<bool(const std::string&)> assign;
   };
 
   template <class V>
   void add(const char* name, V* field, const char* help, Rule<V> rule = {}) {
+#ifdef KL_HAVE_BOOST
     auto* semantic = po::value<V>(field)->default_value(*field, to_text(*field));
     description_.add_options()(name, semantic, help);
-    entries_.push_back({name, [field] { return to_text(*field); },
-                        [field, rule] { return rule ? rule(*field) : std::string(); }});
+#endif
+    entries_.push_back({name, help, to_text(*field), [field] { return to_text(*field); },
+                        [field, rule] { return rule ? rule(*field) : std::string(); },
+                        [field](const std::string& text) { return from_text(text, field); }});
   }
 
   void define(Config& c) {
@@ -197,26 +276,43 @@ class OptionTable {
         "write <run.dir>/final_params.f32, the flat fp32 parameter buffer, at the end");
   }
 
-  po::options_description description_;
+#ifdef KL_HAVE_BOOST
+  po::options_description description_{"kilolayer options"};
+#endif
   std::vector<Entry> entries_;
 };
 
-// What the GPU path (run.device = cuda) covers so far. Whether this binary has the CUDA backend at
-// all is asked when training starts (src/train/device_worker.h), not here: a checkpoint's saved
-// config must load on any build.
+// Settings that only mean something on the GPU. The GPU runs the same walk as the CPU, so nothing
+// else is refused here; whether this binary has the CUDA backend and this machine a GPU is asked
+// when training starts (src/pipeline/pipeline_worker.cpp, src/cuda/device.h), not here: a
+// checkpoint's saved config must load on any build.
 void check_device(const Config& c) {
   auto fail = [](const std::string& message) { throw UserError("config: " + message); };
   if (c.run.device != "cuda") {
     if (c.run.precision != "fp32") fail("run.precision = " + c.run.precision + " needs run.device = cuda");
     if (c.run.tf32) fail("run.tf32 = true needs run.device = cuda");
-    return;
   }
-  if (c.parallel.pp != 1) fail("run.device = cuda runs the whole model on each rank: parallel.pp must be 1");
-  if (c.model.residual != "prenorm") {
-    fail("run.device = cuda implements model.residual = prenorm only (got " + c.model.residual + ")");
+}
+
+// What this build leaves out (CMake's KL_HDF5=OFF), refused before any work, naming the key.
+void check_build(const Config& c) {
+#ifndef KL_HAVE_HDF5
+  auto fail = [](const std::string& message) {
+    throw UserError("config: " + message + " (this kilolayer was built without HDF5, -DKL_HDF5=OFF, which "
+                    "checkpoints and diagnostics need)");
+  };
+  if (c.checkpoint.dir != "none") {
+    fail("checkpoint.dir = '" + c.checkpoint.dir + "' asks for checkpoints: set checkpoint.dir = none");
   }
-  if (c.model.stochastic_depth != 0.0) fail("run.device = cuda does not implement model.stochastic_depth");
-  if (c.run.diag_every != 0) fail("run.device = cuda does not record per-layer diagnostics: run.diag_every must be 0");
+  if (c.checkpoint.resume != "auto" && c.checkpoint.resume != "never") {
+    fail("checkpoint.resume = " + c.checkpoint.resume + " cannot be read");
+  }
+  if (c.run.diag_every > 0) {
+    fail("run.diag_every = " + to_text(c.run.diag_every) + " asks for diagnostics.h5: set run.diag_every = 0");
+  }
+#else
+  (void)c;
+#endif
 }
 
 void check_consistency(const Config& c) {
@@ -250,6 +346,7 @@ void check_consistency(const Config& c) {
   }
   stage_layer_counts(c);
   check_device(c);
+  check_build(c);
   // In doubles: huge widths must be refused here, not overflow the int64 sizes computed later.
   const double d = c.model.d_model, ff = c.model.ff_width();
   const double parameters = c.model.layers * (4 * d * d + 2 * d * ff) + (double(c.model.vocab) + c.model.seq_len) * d;
@@ -266,6 +363,84 @@ void check_consistency(const Config& c) {
 
 namespace {
 
+std::string trim(const std::string& text) {
+  const char* space = " \t\r\n";
+  const size_t first = text.find_first_not_of(space);
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(space) - first + 1);
+}
+
+// The built-in reader: Boost.Program_options' rules, so that either build reads a config the same way.
+//   INI: '#' starts a comment anywhere on a line; "[section]" prefixes the keys below it with
+//   "section."; "key = value", both trimmed; any other non-empty line is malformed.
+//   Overrides: "--key=value" or "--key value", a key also by a unique prefix.
+//   Precedence: an override wins, and the file's line for that key is not even read; a key twice in
+//   one source is an error. Unknown keys and syntax are checked before any value is converted.
+Config parse_builtin(const std::string* text, const std::string& origin, const std::vector<std::string>& overrides) {
+  Config config;
+  const OptionTable table(config);
+  std::vector<std::pair<std::string, std::string>> given;  // key, value: the command line's
+  std::set<std::string> given_keys;
+  for (size_t i = 0; i < overrides.size(); ++i) {
+    const std::string& arg = overrides[i];
+    if (arg.size() < 3 || arg.rfind("--", 0) != 0) {
+      throw UserError("command line: unexpected argument '" + arg + "' (options are --section.key=value)");
+    }
+    const size_t equals = arg.find('=');
+    const std::string& key = table.find(arg.substr(2, equals == std::string::npos ? std::string::npos : equals - 2),
+                                        /*guess=*/true, "command line: ");
+    std::string value;
+    if (equals != std::string::npos) {
+      value = arg.substr(equals + 1);
+      if (value.empty()) throw UserError("command line: " + arg + " has no value after '='");
+    } else {
+      if (i + 1 >= overrides.size() || overrides[i + 1].rfind("--", 0) == 0) {
+        throw UserError("command line: " + key + " needs a value");
+      }
+      value = overrides[++i];
+    }
+    if (!given_keys.insert(key).second) throw UserError("command line: " + key + " is given more than once");
+    given.emplace_back(key, value);
+  }
+  for (const auto& [key, value] : given) {
+    if (!table.assign(key, value)) throw UserError("command line: malformed value for " + key);
+  }
+  if (!text) return config;
+
+  const std::string where = "config " + origin + ": ";
+  std::vector<std::pair<std::string, std::string>> lines;  // key, value
+  std::istringstream in(*text);
+  std::string prefix;
+  for (std::string line; std::getline(in, line);) {
+    line = trim(line.substr(0, line.find('#')));
+    if (line.empty()) continue;
+    if (line.front() == '[' && line.back() == ']') {
+      prefix = line.substr(1, line.size() - 2);
+      if (prefix.empty() || prefix.back() != '.') prefix += '.';
+      continue;
+    }
+    const size_t equals = line.find('=');
+    if (equals == std::string::npos) throw UserError(where + "malformed line '" + line + "'");
+    lines.emplace_back(table.find(prefix + trim(line.substr(0, equals)), /*guess=*/false, where),
+                       trim(line.substr(equals + 1)));
+  }
+  std::set<std::string> seen;
+  for (const auto& [key, value] : lines) {
+    if (given_keys.count(key)) continue;
+    if (!seen.insert(key).second) throw UserError(where + key + " is given more than once");
+    if (!table.assign(key, value)) throw UserError(where + "malformed value for " + key);
+  }
+  return config;
+}
+
+Config check(Config config) {
+  const OptionTable table(config);
+  table.check_values();
+  check_consistency(config);
+  return config;
+}
+
+#ifdef KL_HAVE_BOOST
 // Boost.Program_options' own message for an error that names an option substitutes placeholders
 // (%value%, %canonical_option%, ...) in a loop that never ends when the offending text contains
 // one (found by tests/fuzz/fuzz_config.cpp): those errors are described here, without what().
@@ -282,12 +457,17 @@ std::string describe(const po::error& e) {
 }
 
 // Overrides first (program_options keeps the first value stored for a key), then the INI text.
-Config parse(std::istream* in, const std::string& origin, const std::vector<std::string>& overrides) {
+Config parse_boost(std::istream* in, const std::string& origin, const std::vector<std::string>& overrides) {
   Config config;
-  OptionTable table(config);
+  const OptionTable table(config);
   po::variables_map values;
   try {
-    po::store(po::command_line_parser(overrides).options(table.description()).run(), values);
+    const po::parsed_options parsed = po::command_line_parser(overrides).options(table.description()).run();
+    // A token that is no option's (model.layers=3, its dashes forgotten) would be dropped in silence.
+    for (const auto& token : po::collect_unrecognized(parsed.options, po::include_positional)) {
+      throw UserError("command line: unexpected argument '" + token + "' (options are --section.key=value)");
+    }
+    po::store(parsed, values);
   } catch (const po::error& e) {
     throw UserError("command line: " + describe(e));
   }
@@ -303,9 +483,18 @@ Config parse(std::istream* in, const std::string& origin, const std::vector<std:
   } catch (const po::error& e) {
     throw UserError("config: " + describe(e));
   }
-  table.check_values();
-  check_consistency(config);
   return config;
+}
+#endif
+
+// `text` null: defaults and overrides only.
+Config parse(const std::string* text, const std::string& origin, const std::vector<std::string>& overrides) {
+#ifdef KL_HAVE_BOOST
+  std::istringstream in(text ? *text : std::string());
+  return check(parse_boost(text ? &in : nullptr, origin, overrides));
+#else
+  return check(parse_builtin(text, origin, overrides));
+#endif
 }
 
 }  // namespace
@@ -314,13 +503,21 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
   if (file.empty()) return parse(nullptr, "", overrides);
   std::ifstream in(file);
   if (!in) throw UserError("config: cannot open " + file);
-  return parse(&in, file, overrides);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw UserError("config: cannot read " + file);
+  const std::string contents = text.str();
+  return parse(&contents, file, overrides);
 }
 
 Config load_config_text(const std::string& text, const std::string& origin,
                         const std::vector<std::string>& overrides) {
-  std::istringstream in(text);
-  return parse(&in, origin, overrides);
+  return parse(&text, origin, overrides);
+}
+
+Config load_config_text_builtin(const std::string& text, const std::string& origin,
+                                const std::vector<std::string>& overrides) {
+  return check(parse_builtin(&text, origin, overrides));
 }
 
 std::string Config::checkpoint_dir() const {
@@ -383,9 +580,13 @@ std::string Config::to_ini() const {
 
 std::string options_help() {
   Config config;
+#ifdef KL_HAVE_BOOST
   std::ostringstream out;
   out << OptionTable(config).description();
   return out.str();
+#else
+  return OptionTable(config).help();
+#endif
 }
 
 }  // namespace kl

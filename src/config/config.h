@@ -1,5 +1,6 @@
 // The run configuration: one option table (src/config/config.cpp) read from an INI file plus
-// `--section.key=value` overrides, validated before any work starts.
+// `--section.key=value` overrides, validated before any work starts. Read by Boost.Program_options,
+// or by a built-in reader of the same table in builds without Boost (KL_BOOST=OFF).
 #pragma once
 
 #include <cstdint>
@@ -63,7 +64,13 @@ struct ParallelConfig {
 };
 
 struct CheckpointConfig {
+#ifdef KL_HAVE_HDF5
   std::string dir;              // "" : <run.dir>/checkpoints; "none": no checkpoints
+#else
+  // A build without HDF5 (KL_HDF5=OFF) cannot write checkpoints: off by default, and load_config
+  // refuses any other value with a message saying why.
+  std::string dir = "none";
+#endif
   int64_t every = 100;          // steps between checkpoints (0: only at the end)
   int keep = 2;                 // newest checkpoints kept (older ones are deleted after a commit)
   std::string resume = "auto";  // auto (latest in dir, if any) | never | PATH
@@ -108,6 +115,12 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
 // The same from INI text (a checkpoint's saved config), `origin` naming it in messages.
 Config load_config_text(const std::string& text, const std::string& origin,
                         const std::vector<std::string>& overrides = {});
+
+// The same with the built-in reader, which load_config uses in builds without Boost (KL_BOOST=OFF):
+// the one option table, read with Boost.Program_options' INI syntax, override forms and precedence.
+// Built with or without Boost, so that a test can hold the two readers to the same answers.
+Config load_config_text_builtin(const std::string& text, const std::string& origin,
+                                const std::vector<std::string>& overrides = {});
 
 // Checks that need the job's shape (world size): dp * pp must equal it.
 void check_layout(const Config& config, int world_size);

@@ -2,14 +2,25 @@
 // exec_* function per instruction kind, chosen by std::visit. Activations and gradients travel to
 // and from the neighbouring stages as non-blocking point-to-point messages: every receive is
 // posted ahead of the instruction that needs it (a window of kReceivesAhead), every send returns at
-// once and completes behind the following computation. Activation buffers come from the stage's
+// once and completes behind the following computation. On a communicator that fuses operations
+// (NCCL, whose sends block its stream until matched) nothing is posted ahead: a send and the
+// receive right after it go out as one group instead. Activation buffers come from the stage's
 // slots, as many as the schedule declares; needing more is a hard error.
+//
+// The list is the whole step: ReduceGrads and OptimizerStep run the hooks the rank's trainer
+// supplies (the gradient sync; the norm, clipping, the non-finite policy and AdamW). A single
+// process runs the same engine as a one-stage 1F1B pipeline (F0 B0 F1 B1 ... in one buffer).
+//
+// Templated on the stage's backend (models/backend.h): message buffers live in its memory and the
+// pipeline communicator must accept that memory (MPI: host, NCCL: device). Definitions in
+// engine_impl.h.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -19,6 +30,14 @@
 #include "src/pipeline/stage.h"
 
 namespace kl::pipeline {
+
+// What ReduceGrads and OptimizerStep mean for this rank, and who hears of finished gradients.
+struct StepHooks {
+  GradientsReady ready;  // as each chunk's last backward pass completes (may be empty)
+  std::function<void()> grads_zeroed;       // after the gradients are zeroed (fault injection; may be empty)
+  std::function<void()> reduce_grads;       // ReduceGrads: the sums over replicas and tied copies
+  std::function<void(double loss)> optimizer_step;  // OptimizerStep, with this rank's share of the loss
+};
 
 // Where this rank's share of a training step lies.
 struct StepPlan {
@@ -36,18 +55,19 @@ struct StepStats {
   int peak_buffers = 0;   // activation buffers held at once
 };
 
+template <class Backend>
 class Engine {
  public:
-  // `pipeline`: the communicator of this rank's pipeline, rank = stage.
-  Engine(Stage& stage, Comm& pipeline, Schedule schedule, int micro_batches);
+  using S = typename Backend::Acc;
+  static_assert(std::is_same_v<S, float>, "pipeline messages are fp32");
 
-  // Runs the list, accumulating into the stage's gradients (the caller zeroes them). `ready` hears, as the last backward pass of each chunk completes, from which
-  // gradient offset on everything is final (for the data-parallel reducer; may be empty).
-  // `reduce_grads` is what ReduceGrads means for this rank (the tied-embedding sum; may be empty).
-  // OptimizerStep ends the list: the caller then applies the update, which needs the gradient norm
-  // over every stage.
-  StepStats train_step(const TokenDataset& data, const StepPlan& plan, const GradientsReady& ready,
-                       const std::function<void()>& reduce_grads);
+  // `pipeline`: the communicator of this rank's pipeline, rank = stage.
+  Engine(Stage<Backend>& stage, Comm& pipeline, Schedule schedule, int micro_batches);
+
+  // Runs the list: zeroes the stage's gradients, accumulates the micro-batches' into them, and
+  // executes ReduceGrads and OptimizerStep through `hooks`. `ready` hears, as the last backward pass
+  // of each chunk completes, from which gradient offset on everything is final.
+  StepStats train_step(const TokenDataset& data, const StepPlan& plan, const StepHooks& hooks);
 
   // Validation: forward only, without dropout, over evaluation windows [begin, begin + count) of
   // `total`, in pieces of `micro_batch`. Returns the sum of the windows' mean losses on the last
@@ -86,8 +106,9 @@ class Engine {
   void free_slot(int mb, int chunk);
   int acquire_buffer();
   void post_receives();
+  void post_next_receive();
   void receive(const Message& message);
-  void send(std::span<const float> data, int peer, int tag);
+  void send(std::span<const S> data, int peer, int tag);
   void poll_sends();
   void wait_sends();
   int tag(Kind kind, int mb, int receiver_global_chunk) const;
@@ -96,17 +117,18 @@ class Engine {
   int32_t* tokens(int mb) { return tokens_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
   int32_t* targets(int mb) { return targets_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
 
-  Stage& stage_;
+  Stage<Backend>& stage_;
   Comm& pipeline_;
   Schedule schedule_;
   int micro_batches_, seq_len_;
   std::vector<Message> receive_order_;  // the list's receives, in order
+  size_t receives_ahead_;               // kReceivesAhead, or 0 where the communicator fuses (NCCL)
+  const Instruction* next_ = nullptr;   // the instruction after the one executing
 
   // Per step.
   const TokenDataset* data_ = nullptr;
   StepPlan plan_;
-  GradientsReady ready_;
-  std::function<void()> reduce_grads_;
+  const StepHooks* hooks_ = nullptr;
   StepStats stats_;
   size_t next_receive_ = 0;
   std::deque<Posted> posted_;
@@ -117,7 +139,7 @@ class Engine {
   int complete_from_ = 0;               // every chunk >= this has finished its backward passes
 
   std::vector<int32_t> tokens_, targets_;           // [micro_batches, micro_batch, seq_len]
-  std::vector<std::vector<float>> message_buffers_;  // point-to-point staging, one tensor each
+  std::vector<typename Backend::template Buffer<S>> message_buffers_;  // point-to-point staging, one tensor each
   std::vector<int> free_buffers_;
   std::vector<std::pair<int, Handle>> sends_;
 };

@@ -1,143 +1,36 @@
+// The stage worker on the CPU backend, and the choice of backend for a rank.
 #include "src/pipeline/pipeline_worker.h"
 
-#include <algorithm>
-#include <cstdio>
+#include "src/pipeline/pipeline_worker_impl.h"
+#ifdef KL_HAVE_CUDA
+#include "src/cuda/device.h"
+#include "src/cuda/worker.h"
+#endif
 
-#include "src/pipeline/engine.h"
-#include "src/pipeline/schedule.h"
-#include "src/pipeline/stage.h"
-#include "src/util/error.h"
+namespace kl {
+namespace pipeline {
 
-namespace kl::pipeline {
-namespace {
+KL_INSTANTIATE_STAGE_WORKER(CpuBackend<float>)
 
-// With tied embeddings the first stage uses the token embedding to embed and the last as its head;
-// each holds a copy, initialised alike. Their gradients are summed between the two at ReduceGrads,
-// so both copies take the same updates and stay equal. The data-parallel reducer must not start on
-// a copy's bucket before that sum, so its reports stop above the copy until then.
-class PipelineWorker final : public Worker {
- public:
-  PipelineWorker(const Config& c, const TrainComms& comms)
-      : c_(c),
-        comms_(comms),
-        kind_(parse_schedule_kind(c.parallel.schedule)),
-        stage_(c.model, stage_layout(c, comms.pp.rank()), c.train.micro_batch,
-               make_schedule(kind_, comms.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks).buffers,
-               c.parallel.recompute == "block", kind_ == ScheduleKind::kZB1, comms.dp.size()),
-        engine_(stage_, comms.pp,
-                make_schedule(kind_, comms.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks),
-                c.micro_batches()) {
-    stage_.init(static_cast<uint64_t>(c.train.seed));
-    const ParamSpec* token = stage_.table().find("embed.token.weight");
-    if (c.model.tie_embeddings && token) {
-      tied_ = {token->offset, token->offset + token->numel()};
-      KL_CHECK(comms.embedding.size() == 2, "the tied embedding's group is the first and the last stage");
-    }
-  }
+}  // namespace pipeline
 
-  const ParamTable& table() const override { return stage_.table(); }
-  std::span<float> params() override { return stage_.params(); }
-  std::span<float> grads() override { return stage_.grads(); }
-  void collect(StreamStats* stats) override { stage_.collect(stats); }
-  void skip_block(int layer) override { stage_.skip_block(layer); }
-
-  StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) override {
-    StepPlan plan;
-    plan.seed = static_cast<uint64_t>(c_.train.seed);
-    plan.step = step;
-    const int per_rank = c_.train.global_batch / comms_.dp.size();
-    plan.first_sample = int64_t{comms_.dp.rank()} * per_rank;
-    plan.micro_batch = c_.train.micro_batch;
-    plan.loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
-    plan.loss_weight = double(c_.train.micro_batch) / c_.train.global_batch;
-    GradientsReady capped;
-    if (ready) {
-      const int64_t floor = tied_.second;  // 0 without a tied copy
-      capped = [&ready, floor](int64_t offset) { ready(std::max(offset, floor)); };
-    }
-    stage_.zero_grads();
-    maybe_poison(step);
-    const StepStats stats = engine_.train_step(data, plan, capped, [this] { sum_tied_embedding(); });
-    return {stats.loss, stats.p2p_wait_s, double(stats.peak_buffers) * double(stage_.buffer_bytes())};
-  }
-
-  double evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total) override {
-    return engine_.evaluate_sum(data, begin, count, total, c_.train.micro_batch);
-  }
-
-  // The first stage's copy counts in the norm; the last stage's is the duplicate.
-  std::pair<int64_t, int64_t> duplicate_range() const override {
-    return stage_.layout().has_head() ? tied_ : std::pair<int64_t, int64_t>{0, 0};
-  }
-
-  void check_copies_agree(int64_t step) override {
-    if (tied_.second == 0) return;
-    const auto copy = stage_.params().subspan(static_cast<size_t>(tied_.first),
-                                              static_cast<size_t>(tied_.second - tied_.first));
-    KL_CHECK(same_on_all_ranks(comms_.embedding, copy),
-             "the first and last stage's copies of the tied embedding differ after step " + std::to_string(step));
-  }
-
-  // Stage 0 receives every other stage's tensors and places them by name.
-  std::vector<float> global_params() override {
-    Comm& pp = comms_.pp;
-    const std::span<const float> mine(stage_.params().data(), static_cast<size_t>(stage_.table().buffer_size()));
-    if (pp.rank() != 0) {
-      pp.isend(mine, 0, kGatherTag)->wait();
-      return {};
-    }
-    const ParamTable global(c_.model);
-    std::vector<float> all(static_cast<size_t>(global.buffer_size()), 0.0f);
-    std::vector<float> theirs;
-    for (int s = 0; s < pp.size(); ++s) {
-      const StageLayout layout = stage_layout(c_, s);
-      const ParamTable table(c_.model, layout.layers(), layout.has_embeddings(), layout.has_head());
-      const float* source = mine.data();
-      if (s != 0) {
-        theirs.assign(static_cast<size_t>(table.buffer_size()), 0.0f);
-        pp.irecv(theirs, s, kGatherTag)->wait();
-        source = theirs.data();
-      }
-      for (const ParamSpec& spec : table.specs()) {
-        std::copy_n(source + spec.offset, spec.numel(), all.data() + global.get(spec.name).offset);
-      }
-    }
-    return all;
-  }
-
-  std::string describe() const override {
-    char buffers[96];
-    std::snprintf(buffers, sizeof buffers, "stage %d holds %d activation buffers of %.1f MB", stage_.layout().stage,
-                  engine_.schedule().buffers, double(stage_.buffer_bytes()) / 1e6);
-    return std::string("pipeline ") + name_of(kind_) + ", " + std::to_string(c_.micro_batches()) + " micro-batches, " +
-           buffers + "; " +
-           pipeline::describe(partition_layers(c_.model, c_.parallel.pp * c_.parallel.virtual_chunks,
-                                               stage_layer_counts(c_)),
-                              c_.parallel.pp);
-  }
-
- private:
-  static constexpr int kGatherTag = 1 << 20;
-
-  void sum_tied_embedding() {
-    if (tied_.second == 0) return;
-    const auto grads = stage_.grads().subspan(static_cast<size_t>(tied_.first),
-                                              static_cast<size_t>(tied_.second - tied_.first));
-    comms_.embedding.all_reduce_sum(grads)->wait();
-  }
-
-  const Config& c_;
-  TrainComms comms_;
-  ScheduleKind kind_;
-  Stage stage_;
-  Engine engine_;
-  std::pair<int64_t, int64_t> tied_{0, 0};  // this stage's copy of a tied token embedding
-};
-
-}  // namespace
-
-std::unique_ptr<Worker> make_pipeline_worker(const Config& config, const TrainComms& comms) {
-  return std::make_unique<PipelineWorker>(config, comms);
+void check_backend(const Config& config) {
+  if (config.run.device != "cuda") return;
+#ifdef KL_HAVE_CUDA
+  std::string why;
+  if (!cuda::device_available(&why)) throw UserError("run.device = cuda: no CUDA device: " + why);
+#else
+  throw UserError("run.device = cuda: this kilolayer was built without the CUDA backend (configure with "
+                  "-DKL_CUDA=ON on a machine with the CUDA toolkit: nvcc >= 12, cuBLASLt and NCCL)");
+#endif
 }
 
-}  // namespace kl::pipeline
+std::unique_ptr<Worker> make_worker(const Config& config, const TrainComms& comms) {
+  check_backend(config);
+#ifdef KL_HAVE_CUDA
+  if (config.run.device == "cuda") return cuda::make_worker(config, comms);
+#endif
+  return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBackend<float>>());
+}
+
+}  // namespace kl

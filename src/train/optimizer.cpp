@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "src/kernels/cpu/ops.h"
 #include "src/util/error.h"
 
 namespace kl {
@@ -19,49 +18,50 @@ double learning_rate(const TrainConfig& t, int64_t step) {
 }
 
 template <class T>
-void clip_to_norm(std::span<T> grads, double norm, double clip) {
+void clip_to_norm(VectorOps<T>& ops, std::span<T> grads, double norm, double clip) {
   // PyTorch's clip_grad_norm_: scale by clip / (norm + 1e-6) when that is below 1.
   const double factor = clip / (norm + 1e-6);
-  if (clip > 0.0 && factor < 1.0) {
-    cpu::scale(grads.data(), static_cast<int64_t>(grads.size()), T(factor));
-  }
+  if (clip > 0.0 && factor < 1.0) ops.scale(grads, factor);
 }
 
 template <class T>
-double clip_grad_norm(std::span<T> grads, double clip) {
-  const double norm = std::sqrt(cpu::sum_squares(grads.data(), static_cast<int64_t>(grads.size())));
-  clip_to_norm(grads, norm, clip);
+double clip_grad_norm(VectorOps<T>& ops, std::span<T> grads, double clip) {
+  const double norm = std::sqrt(ops.sum_squares(grads));
+  clip_to_norm(ops, grads, norm, clip);
   return norm;
 }
 
 template <class T>
-AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end)
-    : table_(table),
-      train_(train),
-      begin_(begin),
-      end_(end),
-      m_(static_cast<size_t>(end - begin), T(0)),
-      v_(static_cast<size_t>(end - begin), T(0)) {}
+AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end, VectorOps<T>& ops)
+    : train_(train), begin_(begin), end_(end), ops_(ops), m_(ops.alloc(end - begin)), v_(ops.alloc(end - begin)) {
+  // The table's tensors in offset order, clipped to the range; the padding between two tensors
+  // (zeros, with zero gradients) goes with the run before it, where AdamW leaves it zero.
+  for (const ParamSpec& spec : table.specs()) {
+    const int64_t lo = std::max(spec.offset, begin_), hi = std::min(spec.offset + spec.numel(), end_);
+    if (lo >= hi) continue;
+    if (!runs_.empty() && runs_.back().decay == spec.decay) {
+      runs_.back().end = hi - begin_;
+    } else {
+      runs_.push_back({lo - begin_, hi - begin_, spec.decay});
+    }
+  }
+}
 
 template <class T>
 void AdamW<T>::update(std::span<T> params, std::span<const T> grads, double lr, int64_t step) {
   KL_CHECK(static_cast<int64_t>(params.size()) == end_ - begin_ && grads.size() == params.size(),
            "AdamW: buffers do not match the optimizer's range");
-  for (const ParamSpec& spec : table_.specs()) {
-    // The part of this tensor inside [begin, end), relative to begin.
-    const int64_t lo = std::max(spec.offset, begin_), hi = std::min(spec.offset + spec.numel(), end_);
-    if (lo >= hi) continue;
-    const auto at = static_cast<size_t>(lo - begin_);
-    cpu::adamw_update(params.data() + at, grads.data() + at, m_.data() + at, v_.data() + at, hi - lo,
-                      lr, train_.beta1, train_.beta2, train_.eps, spec.decay ? train_.weight_decay : 0.0,
-                      step);
+  for (const Run& run : runs_) {
+    const auto at = static_cast<size_t>(run.begin), n = static_cast<size_t>(run.end - run.begin);
+    ops_.adamw(params.subspan(at, n), grads.subspan(at, n), m_->span().subspan(at, n), v_->span().subspan(at, n), lr,
+               train_.beta1, train_.beta2, train_.eps, run.decay ? train_.weight_decay : 0.0, step);
   }
 }
 
-template double clip_grad_norm<float>(std::span<float>, double);
-template void clip_to_norm<float>(std::span<float>, double, double);
-template void clip_to_norm<double>(std::span<double>, double, double);
-template double clip_grad_norm<double>(std::span<double>, double);
+template double clip_grad_norm<float>(VectorOps<float>&, std::span<float>, double);
+template double clip_grad_norm<double>(VectorOps<double>&, std::span<double>, double);
+template void clip_to_norm<float>(VectorOps<float>&, std::span<float>, double, double);
+template void clip_to_norm<double>(VectorOps<double>&, std::span<double>, double, double);
 template class AdamW<float>;
 template class AdamW<double>;
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "models/params.h"
+#include "models/vector_ops.h"
 #include "src/config/config.h"
 
 namespace kl {
@@ -14,21 +15,22 @@ namespace kl {
 // step. `step` counts from 0.
 double learning_rate(const TrainConfig& train, int64_t step);
 
-// Scales `grads` so that their global L2 norm is at most `clip` (0: never), as PyTorch's
-// clip_grad_norm_ does. Returns the norm before clipping.
+// Scales `grads` (in `ops`' memory) so that their global L2 norm is at most `clip` (0: never), as
+// PyTorch's clip_grad_norm_ does. Returns the norm before clipping.
 template <class T>
-double clip_grad_norm(std::span<T> grads, double clip);
+double clip_grad_norm(VectorOps<T>& ops, std::span<T> grads, double clip);
 
 // The scaling half of it, for gradients whose global norm was computed elsewhere (over shards).
 template <class T>
-void clip_to_norm(std::span<T> grads, double norm, double clip);
+void clip_to_norm(VectorOps<T>& ops, std::span<T> grads, double norm, double clip);
 
 // AdamW over the elements [begin, end) of the flat parameter buffer: all of it, or one rank's shard
-// under ZeRO-1 (the moments are allocated for that range only).
+// under ZeRO-1 (the moments are allocated for that range only), in `ops`' memory. Adjacent tensors
+// that share their weight-decay setting are updated in one call (one kernel on a GPU).
 template <class T>
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end);
+  AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end, VectorOps<T>& ops);
 
   // One update with learning rate `lr`; `step` counts from 1 (bias correction). `params` and
   // `grads` hold the range [begin, end). Tensors whose table entry says decay=false (biases,
@@ -36,16 +38,21 @@ class AdamW {
   void update(std::span<T> params, std::span<const T> grads, double lr, int64_t step);
 
   // The moments of elements [begin, end): what a checkpoint saves and restores.
-  std::span<T> exp_avg() { return m_; }
-  std::span<T> exp_avg_sq() { return v_; }
+  std::span<T> exp_avg() { return m_->span(); }
+  std::span<T> exp_avg_sq() { return v_->span(); }
   int64_t begin() const { return begin_; }
   int64_t end() const { return end_; }
 
  private:
-  const ParamTable& table_;
+  struct Run {  // [begin, end) relative to the optimizer's range, with or without decay
+    int64_t begin, end;
+    bool decay;
+  };
   TrainConfig train_;
   int64_t begin_, end_;
-  std::vector<T> m_, v_;
+  VectorOps<T>& ops_;
+  std::vector<Run> runs_;
+  std::unique_ptr<typename VectorOps<T>::Buffer> m_, v_;
 };
 
 }  // namespace kl

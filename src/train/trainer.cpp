@@ -16,19 +16,15 @@
 
 #include "comm/grad_reducer.h"
 #include "comm/solo_comm.h"
-#include "models/gpt.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/store.h"
 #include "src/data/dataset.h"
-#include "src/kernels/cpu/ops.h"
-#include "src/pipeline/pipeline_worker.h"
 #include "src/pipeline/schedule.h"
-#include "src/train/device_worker.h"
+#include "src/pipeline/worker.h"
 #include "src/train/diagnostics.h"
 #include "src/train/metrics.h"
 #include "src/train/optimizer.h"
 #include "src/train/preemption.h"
-#include "src/train/worker.h"
 #include "src/util/error.h"
 
 namespace kl {
@@ -46,152 +42,179 @@ void write_file(const std::filesystem::path& path, const void* data, size_t byte
   if (!out.flush()) throw UserError("cannot write " + path.string());
 }
 
-// The whole model on one rank: this rank's share of each global batch in micro-batches.
-class GptWorker final : public Worker {
+// The gradient sums over the data-parallel group: bucketed all-reduce overlapped with the backward
+// pass, or under ZeRO-1 a reduce-scatter into this rank's shard and, after its update, an
+// all-gather of the parameters. Buffers in the worker's memory, which `dp` must take.
+class GradSync {
  public:
-  GptWorker(const Config& c, const Comm& dp)
-      : c_(c),
-        dp_rank_(dp.rank()),
-        per_rank_(c.train.global_batch / dp.size()),
-        model_(c.model, c.train.micro_batch, c.parallel.recompute == "block", dp.size()),
-        inputs_(static_cast<size_t>(c.train.micro_batch) * c.model.seq_len),
-        targets_(inputs_.size()) {
-    model_.init(static_cast<uint64_t>(c.train.seed));
+  GradSync(const Config& c, Comm& dp, Worker& worker)
+      : c_(c), dp_(dp), worker_(worker), zero_(c.parallel.zero == 1 && dp.size() > 1) {
+    const auto padded = static_cast<int64_t>(worker.params().size());
+    shard_ = zero_ ? Shard{padded / dp.size() * dp.rank(), padded / dp.size() * (dp.rank() + 1)} : Shard{0, padded};
+    if (zero_) grad_shard_ = worker.ops().alloc(shard_.end - shard_.begin);
+    if (dp.size() > 1 && !zero_) {
+      const auto bucket = static_cast<int64_t>(c.parallel.bucket_mb * (1 << 20) / sizeof(float));
+      reducer_ = std::make_unique<GradReducer>(dp, worker.grads(), std::max<int64_t>(bucket, 1));
+    }
   }
 
-  const ParamTable& table() const override { return model_.table(); }
-  std::span<float> params() override { return model_.params(); }
-  std::span<float> grads() override { return model_.grads(); }
-  std::string describe() const override { return "whole model"; }
-  void collect(StreamStats* stats) override { model_.collect(stats); }
-  void skip_block(int layer) override { model_.skip_block(layer); }
-  std::vector<float> global_params() override { return {model_.params().begin(), model_.params().end()}; }
-
-  // Rank r takes samples [r G/dp, (r+1) G/dp) of the step. Only the last micro-batch's backward
-  // reports to `ready`: the gradients are final only then.
-  StepWork step(const TokenDataset& data, int64_t step, const GradientsReady& ready) override {
-    const auto seed = static_cast<uint64_t>(c_.train.seed);
-    const double loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
-    model_.zero_grads();
-    maybe_poison(step);
-    StepWork work;
-    for_each_micro_batch(dp_rank_, per_rank_, c_.train.micro_batch, [&](int64_t first, bool last) {
-      data.training_batch(seed, step, first, c_.train.micro_batch, inputs_.data(), targets_.data());
-      work.loss += model_.forward_backward(inputs_.data(), targets_.data(), c_.train.micro_batch,
-                                           {seed, step, first}, loss_scale, last ? ready : GradientsReady{}) *
-                   c_.train.micro_batch / c_.train.global_batch;
-    });
-    return work;
+  struct Shard {
+    int64_t begin, end;
+  };
+  bool zero() const { return zero_; }
+  const Shard& shard() const { return shard_; }
+  int buckets() const { return reducer_ ? reducer_->buckets() : 0; }
+  // Bytes each rank puts through its gradient collectives per step.
+  int64_t bytes_per_step() const {
+    return dp_.size() == 1 ? 0 : static_cast<int64_t>(worker_.grads().size_bytes()) * (zero_ ? 2 : 1);
   }
+  // Where the backward pass reports finished gradients (empty: no overlap).
+  GradientsReady ready() {
+    if (!reducer_ || !c_.parallel.overlap) return {};
+    return [this](int64_t offset) { reducer_->ready_from(offset); };
+  }
+  void begin() {
+    if (reducer_) reducer_->begin();
+  }
+  // The gradients this rank's optimizer uses: all of them, or its reduce-scattered shard.
+  std::span<float> owned_grads() { return zero_ ? grad_shard_->span() : worker_.grads(); }
 
-  double evaluate_sum(const TokenDataset& val, int64_t begin, int64_t count, int64_t total) override {
-    double sum = 0.0;
-    for_each_eval_batch(begin, count, c_.train.micro_batch, [&](int64_t first, int n) {
-      val.eval_batch(first, n, total, inputs_.data(), targets_.data());
-      sum += model_.evaluate(inputs_.data(), targets_.data(), n) * n;
-    });
-    return sum;
+  // Sums the gradients over the group (each rank's loss scale is 1 / global tokens, so the sum is
+  // the global batch's gradient). Returns the seconds spent blocked on it.
+  double finish() {
+    if (reducer_) {
+      // Without overlap (a baseline for bench/dp_scaling.sh), line the ranks up first so that the
+      // wait measures the reductions alone, not one rank waiting for the other's backward pass.
+      if (!c_.parallel.overlap) dp_.barrier();
+      return reducer_->finish();
+    }
+    if (!zero_) return 0.0;
+    const auto start = Clock::now();
+    dp_.reduce_scatter_sum(worker_.grads(), grad_shard_->span())->wait();
+    return seconds_since(start);
+  }
+  // After the update of this rank's shard: every rank gathers the others'. Returns the seconds.
+  double gather_params() {
+    if (!zero_) return 0.0;
+    const auto start = Clock::now();
+    const auto params = worker_.params();
+    dp_.all_gather(params.subspan(static_cast<size_t>(shard_.begin), static_cast<size_t>(shard_.end - shard_.begin)),
+                   params)->wait();
+    return seconds_since(start);
   }
 
  private:
   const Config& c_;
-  int dp_rank_, per_rank_;
-  GptModel<float> model_;
-  std::vector<int32_t> inputs_, targets_;
+  Comm& dp_;
+  Worker& worker_;
+  bool zero_;
+  Shard shard_{0, 0};
+  std::unique_ptr<VectorOps<float>::Buffer> grad_shard_;
+  std::unique_ptr<GradReducer> reducer_;
 };
 
-// One rank's share of training: its worker (the model or a pipeline stage), the optimizer (over
-// all of the worker's parameters, or its 1/dp shard under ZeRO-1) and the gradient reduction over
-// the data-parallel group.
+// What a step does with non-finite values: every rank reaches the same verdict (the loss and the
+// norm are reduced over every rank), then skips the step together or stops the run.
+class NonfinitePolicy {
+ public:
+  explicit NonfinitePolicy(const TrainConfig& t) : t_(t) {}
+  // Whether to apply the update; throws CollectiveError to stop.
+  bool admit(double loss, double grad_norm, int64_t step_number) {
+    if (std::isfinite(loss) && std::isfinite(grad_norm)) {
+      consecutive_ = 0;
+      return true;
+    }
+    ++consecutive_;
+    ++skipped_;
+    const std::string what = "training diverged at step " + std::to_string(step_number) + ": loss " +
+                             std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm);
+    if (t_.nonfinite == "abort") {
+      throw CollectiveError(what + " (train.nonfinite = abort; lower train.lr or raise train.warmup)");
+    }
+    if (consecutive_ > t_.max_skips) {
+      throw CollectiveError(what + "; " + std::to_string(consecutive_) +
+                            " step(s) in a row skipped, more than train.max_skips = " + std::to_string(t_.max_skips) +
+                            " (lower train.lr or raise train.warmup)");
+    }
+    return false;
+  }
+  int64_t skipped() const { return skipped_; }
+
+ private:
+  const TrainConfig& t_;
+  int64_t consecutive_ = 0, skipped_ = 0;
+};
+
+// One rank's share of training: its worker (its pipeline stage, the whole model when pp = 1), the
+// gradient sync, and the update the schedule's OptimizerStep runs: the loss and the preemption flag
+// reduced over every rank, the global gradient norm, clipping, the non-finite policy and AdamW
+// (over all of the worker's parameters, or its 1/dp shard under ZeRO-1).
 class RankTrainer {
  public:
-  RankTrainer(const Config& c, const TrainComms& comms)
+  RankTrainer(const Config& c, const TrainComms& comms, const FaultInjection& faults = {})
       : c_(c),
+        comms_(comms),
         dp_(comms.dp),
         pp_(comms.pp),
-        zero_(c.parallel.zero == 1 && dp_.size() > 1),
-        worker_(c.parallel.pp > 1        ? pipeline::make_pipeline_worker(c, comms)
-                : c.run.device == "cuda" ? make_device_worker(c, dp_)
-                                         : std::unique_ptr<Worker>(new GptWorker(c, dp_))),
-        shard_(shard_of(static_cast<int64_t>(worker_->params().size()))),
-        optimizer_(worker_->table(), c.train, shard_.begin, shard_.end),
-        grad_shard_(zero_ ? static_cast<size_t>(shard_.end - shard_.begin) : 0) {
-    // Fault injection for tests: KL_INJECT_NAN=RANK:STEP puts a NaN into world rank RANK's gradient
-    // at step STEP (1-based), before the reduction.
-    if (const char* spec = std::getenv("KL_INJECT_NAN")) {
-      int rank = -1;
-      long long at = 0;
-      if (std::sscanf(spec, "%d:%lld", &rank, &at) == 2 && rank == pp_.rank() * dp_.size() + dp_.rank()) {
-        worker_->poison_step = at;
-      }
-    }
-    if (dp_.size() > 1 && !zero_) {
-      const auto bucket = static_cast<int64_t>(c.parallel.bucket_mb * (1 << 20) / sizeof(float));
-      reducer_ = std::make_unique<GradReducer>(dp_, worker_->grads(), std::max<int64_t>(bucket, 1));
-    }
+        worker_(make_worker(c, comms)),
+        sync_(c, worker_->comms().dp, *worker_),
+        optimizer_(worker_->table(), c.train, sync_.shard().begin, sync_.shard().end, worker_->ops()),
+        nonfinite_(c.train) {
+    const int world_rank = comms.world.rank();
+    if (faults.nan_rank == world_rank) nan_step_ = faults.nan_step;
   }
 
   std::string describe(int threads) const {
     return "kilolayer: " + std::to_string(c_.model.layers) + " layers, d_model " +
            std::to_string(c_.model.d_model) + ", " + std::to_string(ParamTable(c_.model).parameter_count()) +
            " parameters, dp " + std::to_string(dp_.size()) + " x pp " + std::to_string(c_.parallel.pp) + " x " +
-           std::to_string(threads) + " thread(s), recompute " + c_.parallel.recompute + (zero_ ? ", ZeRO-1" : "") +
-           (reducer_ ? ", " + std::to_string(reducer_->buckets()) + " gradient buckets" : "") + "; " +
+           std::to_string(threads) + " thread(s), recompute " + c_.parallel.recompute +
+           (sync_.zero() ? ", ZeRO-1" : "") +
+           (sync_.buckets() > 0 ? ", " + std::to_string(sync_.buckets()) + " gradient buckets" : "") + "; " +
            worker_->describe();
   }
 
-  // One optimizer step (0-based `step`); the metrics lack val_loss. With `diagnostics`, the step
-  // is also measured layer by layer into it (collective: every rank passes one or none).
+  // One optimizer step (0-based `step`): the schedule runs it whole, ReduceGrads and OptimizerStep
+  // included; the metrics lack val_loss. With `diagnostics`, the step is also measured layer by
+  // layer into it (collective: every rank passes one or none).
   StepMetrics step(const TokenDataset& data, int64_t step, DiagnosticsRow* diagnostics = nullptr) {
     const auto start = Clock::now();
-    if (reducer_) reducer_->begin();
-    const bool overlap = reducer_ && c_.parallel.overlap;
+    sync_.begin();
     if (diagnostics) {
       stats_.reset(c_.model.layers);
       worker_->collect(&stats_);
     }
-    const StepWork work =
-        worker_->step(data, step, overlap ? [this](int64_t offset) { reducer_->ready_from(offset); } : GradientsReady{});
-    worker_->collect(nullptr);
-    double comm_wait = reduce_gradients();
-    // The loss and the preemption flag travel together: summed over the pipeline, then over the
-    // replicas, every rank learns both from the whole world, with no collective of their own.
-    double reduced[2] = {work.loss, preemption_requested() ? 1.0 : 0.0};
-    pp_.all_reduce_sum(reduced);
-    dp_.all_reduce_sum(reduced);
-    const double loss = reduced[0];
-    preempted_ = reduced[1] > 0.0;
-    const double grad_norm = global_grad_norm();
-    const double lr = learning_rate(c_.train, step);
-    // The loss and the norm are reduced over every rank, so all reach the same verdict together.
-    const bool finite = std::isfinite(loss) && std::isfinite(grad_norm);
-    if (diagnostics) before_update_.assign(worker_->params().begin(), worker_->params().end());
-    if (finite) {
-      consecutive_skips_ = 0;
-      clip_to_norm(owned_grads(), grad_norm, c_.train.clip);
-      comm_wait += update(lr, step + 1);
-      if (diagnostics) *diagnostics = diagnose(step + 1);
-    } else {
-      ++consecutive_skips_;
-      ++skipped_steps_;
-      const std::string what = "training diverged at step " + std::to_string(step + 1) + ": loss " +
-                               std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm);
-      if (c_.train.nonfinite == "abort") {
-        throw CollectiveError(what + " (train.nonfinite = abort; lower train.lr or raise train.warmup)");
+    double comm_wait = 0.0, loss = 0.0, grad_norm = 0.0;
+    pipeline::StepHooks hooks;
+    hooks.ready = sync_.ready();
+    if (nan_step_ == step + 1) hooks.grads_zeroed = [this] { inject_nan(); };
+    hooks.reduce_grads = [&] {
+      worker_->sum_tied_copies();
+      comm_wait += sync_.finish();
+    };
+    hooks.optimizer_step = [&](double local_loss) {
+      worker_->collect(nullptr);
+      // The loss and the preemption flag travel together: summed over the pipeline, then over the
+      // replicas, every rank learns both from the whole world, with no collective of their own.
+      double reduced[2] = {local_loss, preemption_requested() ? 1.0 : 0.0};
+      comms_.pp.all_reduce_sum(reduced);
+      comms_.dp.all_reduce_sum(reduced);
+      loss = reduced[0];
+      preempted_ = reduced[1] > 0.0;
+      grad_norm = global_grad_norm();
+      if (diagnostics) before_update_ = worker_->ops().to_host(worker_->params());
+      if (nonfinite_.admit(loss, grad_norm, step + 1)) {
+        clip_to_norm(worker_->ops(), sync_.owned_grads(), grad_norm, c_.train.clip);
+        comm_wait += update(learning_rate(c_.train, step), step + 1);
       }
-      if (consecutive_skips_ > c_.train.max_skips) {
-        throw CollectiveError(what + "; " + std::to_string(consecutive_skips_) +
-                              " step(s) in a row skipped, more than train.max_skips = " +
-                              std::to_string(c_.train.max_skips) + " (lower train.lr or raise train.warmup)");
-      }
-      if (diagnostics) *diagnostics = diagnose(step + 1);  // no update: ratios 0
-    }
+      if (diagnostics) *diagnostics = diagnose(step + 1);  // a skipped step: ratios 0
+    };
+    const StepWork work = worker_->step(data, step, hooks);
     const double step_time = seconds_since(start);
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
-    // Bytes each rank puts through its gradient collectives per step.
-    const int64_t bytes = dp_.size() == 1 ? 0 : worker_->grads().size_bytes() * (zero_ ? 2 : 1);
-    StepMetrics m{step + 1, loss, lr, grad_norm, tokens / step_time, step_time, step_time - comm_wait,
-                  comm_wait, bytes, skipped_steps_, std::nullopt, std::nullopt};
+    StepMetrics m{step + 1, loss, learning_rate(c_.train, step), grad_norm, tokens / step_time, step_time,
+                  step_time - comm_wait, comm_wait, sync_.bytes_per_step(), nonfinite_.skipped(), std::nullopt,
+                  std::nullopt};
     if (c_.parallel.pp > 1) m.pipeline = pipeline_metrics(work, step_time);
     return m;
   }
@@ -202,14 +225,14 @@ class RankTrainer {
     const int64_t total = int64_t{c_.train.eval_batches} * c_.train.global_batch;
     const int64_t share = total / dp_.size();
     const double sum = worker_->evaluate_sum(val, share * dp_.rank(), share, total);
-    return dp_.all_reduce_sum(pp_.all_reduce_sum(sum)) / static_cast<double>(total);
+    return comms_.dp.all_reduce_sum(comms_.pp.all_reduce_sum(sum)) / static_cast<double>(total);
   }
 
   // Every rank of the group must hold the same parameters (and a pipeline's two copies of a tied
   // embedding the same values): a hash of their bits, compared across the group, catches any drift
   // (a reduction that differs between ranks, a missed update).
   void check_replicas_agree(int64_t step) {
-    KL_CHECK(same_on_all_ranks(dp_, worker_->params()),
+    KL_CHECK(same_on_all_ranks(comms_.dp, worker_->ops().to_host(worker_->params())),
              "data-parallel replicas hold different parameters after step " + std::to_string(step));
     worker_->check_copies_agree(step);
   }
@@ -222,16 +245,22 @@ class RankTrainer {
   // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
   // Returns the bytes this rank wrote.
   int64_t save(const std::string& path, int64_t step, Comm& world) {
+    VectorOps<float>& ops = worker_->ops();
     // Skipped steps leave the parameters as they were, so this holds unless something is broken;
     // a failed check ends the job before the checkpoint is published.
-    KL_CHECK(std::isfinite(cpu::sum_squares(worker_->params().data(), static_cast<int64_t>(worker_->params().size()))),
+    KL_CHECK(std::isfinite(ops.sum_squares(worker_->params())),
              "refusing to checkpoint non-finite parameters at step " + std::to_string(step));
-    std::vector<float> m_full, v_full;
-    checkpoint::RankState state = rank_state(m_full, v_full);
-    if (zero_) {  // the moments are sharded: gather the whole buffer first
-      dp_.all_gather(optimizer_.exp_avg(), state.exp_avg)->wait();
-      dp_.all_gather(optimizer_.exp_avg_sq(), state.exp_avg_sq)->wait();
+    HostState host = host_state();
+    if (sync_.zero()) {  // the moments are sharded: gather the whole buffer first
+      const auto m = ops.to_host(optimizer_.exp_avg()), v = ops.to_host(optimizer_.exp_avg_sq());
+      comms_.dp.all_gather(m, host.exp_avg)->wait();
+      comms_.dp.all_gather(v, host.exp_avg_sq)->wait();
+    } else {
+      ops.download(optimizer_.exp_avg(), host.exp_avg.data());
+      ops.download(optimizer_.exp_avg_sq(), host.exp_avg_sq.data());
     }
+    ops.download(worker_->params(), host.params.data());
+    checkpoint::RankState state = host.state(*worker_);
     state.writer = dp_.rank() == 0;
     checkpoint::Header header;
     header.step = step;
@@ -240,97 +269,81 @@ class RankTrainer {
     header.layout = "dp=" + std::to_string(dp_.size()) + " pp=" + std::to_string(c_.parallel.pp) + " schedule=" +
                     c_.parallel.schedule + " virtual=" + std::to_string(c_.parallel.virtual_chunks) +
                     " zero=" + std::to_string(c_.parallel.zero);
-    return checkpoint::write_file(path, header, c_.model, state, world);
+    return checkpoint::write_file(path, header, c_.model, state, world, comms_.world_mpi);
   }
 
   // This rank's tensors from the checkpoint file `path`, by global name.
   void restore(const std::string& path) {
-    std::vector<float> m_full, v_full;
-    const checkpoint::RankState state = rank_state(m_full, v_full);
-    checkpoint::read_tensors(path, state);
-    if (zero_) {
-      const auto begin = state.exp_avg.begin() + shard_.begin, end = state.exp_avg.begin() + shard_.end;
-      std::copy(begin, end, optimizer_.exp_avg().begin());
-      std::copy(state.exp_avg_sq.begin() + shard_.begin, state.exp_avg_sq.begin() + shard_.end,
-                optimizer_.exp_avg_sq().begin());
-    }
+    VectorOps<float>& ops = worker_->ops();
+    HostState host = host_state();
+    checkpoint::read_tensors(path, host.state(*worker_));
+    ops.upload(host.params.data(), worker_->params());
+    const auto& shard = sync_.shard();
+    ops.upload(host.exp_avg.data() + shard.begin, optimizer_.exp_avg());
+    ops.upload(host.exp_avg_sq.data() + shard.begin, optimizer_.exp_avg_sq());
+    worker_->params_changed();
   }
 
  private:
-  struct Shard {
-    int64_t begin, end;
+  // The worker's state in its own layout, in host memory, for the checkpoint code: the whole
+  // buffer of each, also under ZeRO-1, where the optimizer holds a shard of the moments.
+  struct HostState {
+    std::vector<float> params, exp_avg, exp_avg_sq;
+    checkpoint::RankState state(const Worker& worker) {
+      checkpoint::RankState s;
+      s.table = &worker.table();
+      s.params = params;
+      s.duplicate = worker.duplicate_range();
+      s.exp_avg = exp_avg;
+      s.exp_avg_sq = exp_avg_sq;
+      return s;
+    }
   };
-  Shard shard_of(int64_t padded) const {
-    if (!zero_) return {0, padded};
-    const int64_t size = padded / dp_.size();
-    return {size * dp_.rank(), size * (dp_.rank() + 1)};
+  HostState host_state() const {
+    const size_t n = worker_->params().size();
+    return {std::vector<float>(n), std::vector<float>(n), std::vector<float>(n)};
   }
 
-  // The worker's state in its own layout. The moments are the optimizer's own buffers, or under
-  // ZeRO-1 (where it holds a shard) whole-buffer stand-ins in m_full / v_full.
-  checkpoint::RankState rank_state(std::vector<float>& m_full, std::vector<float>& v_full) {
-    checkpoint::RankState state;
-    state.table = &worker_->table();
-    state.params = worker_->params();
-    state.duplicate = worker_->duplicate_range();
-    if (zero_) {
-      m_full.assign(state.params.size(), 0.0f);
-      v_full.assign(state.params.size(), 0.0f);
-      state.exp_avg = m_full;
-      state.exp_avg_sq = v_full;
-    } else {
-      state.exp_avg = optimizer_.exp_avg();
-      state.exp_avg_sq = optimizer_.exp_avg_sq();
-    }
-    return state;
-  }
-
-  // The gradients this rank's optimizer uses: all of them, or its reduce-scattered shard.
-  std::span<float> owned_grads() { return zero_ ? std::span<float>(grad_shard_) : worker_->grads(); }
-
-  // Sums the gradients over the group (each rank's loss scale is 1 / global tokens, so the sum is
-  // the global batch's gradient). Returns the seconds spent blocked on it.
-  double reduce_gradients() {
-    if (reducer_) {
-      // Without overlap (a baseline for bench/dp_scaling.sh), line the ranks up first so that the
-      // wait measures the reductions alone, not one rank waiting for the other's backward pass.
-      if (!c_.parallel.overlap) dp_.barrier();
-      return reducer_->finish();
-    }
-    if (!zero_) return 0.0;
-    const auto start = Clock::now();
-    dp_.reduce_scatter_sum(worker_->grads(), grad_shard_)->wait();
-    return seconds_since(start);
+  // NaN injection for tests (FaultInjection): as if the backward pass had produced one in the
+  // middle of this rank's gradients, before any reduction sees it.
+  void inject_nan() {
+    const auto grads = worker_->grads();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    worker_->ops().upload(&nan, grads.subspan(grads.size() / 2, 1));
   }
 
   // The norm over every gradient element of the model once: each rank holds its stage's, all of
   // them or (ZeRO-1) a shard, less a tied embedding's second copy; reductions over the stages and,
   // with shards, over the group add the parts up.
   double global_grad_norm() {
-    const auto grads = owned_grads();
+    VectorOps<float>& ops = worker_->ops();
+    const auto grads = sync_.owned_grads();
+    const int64_t shard_begin = sync_.shard().begin, n = static_cast<int64_t>(grads.size());
     auto [skip_begin, skip_end] = worker_->duplicate_range();
-    skip_begin = std::clamp(skip_begin - shard_.begin, int64_t{0}, static_cast<int64_t>(grads.size()));
-    skip_end = std::clamp(skip_end - shard_.begin, skip_begin, static_cast<int64_t>(grads.size()));
-    double norm_sq = cpu::sum_squares(grads.data(), skip_begin) +
-                     cpu::sum_squares(grads.data() + skip_end, static_cast<int64_t>(grads.size()) - skip_end);
+    skip_begin = std::clamp(skip_begin - shard_begin, int64_t{0}, n);
+    skip_end = std::clamp(skip_end - shard_begin, skip_begin, n);
+    auto part = [&](int64_t from, int64_t to) {
+      return ops.sum_squares(grads.subspan(static_cast<size_t>(from), static_cast<size_t>(to - from)));
+    };
+    double norm_sq = part(0, skip_begin) + part(skip_end, n);
     // The copy is left out of the sum but not out of the check: a non-finite value there counts.
-    if (!std::isfinite(cpu::sum_squares(grads.data() + skip_begin, skip_end - skip_begin))) {
+    if (skip_end > skip_begin && !std::isfinite(part(skip_begin, skip_end))) {
       norm_sq = std::numeric_limits<double>::quiet_NaN();
     }
-    if (zero_) norm_sq = dp_.all_reduce_sum(norm_sq);
-    return std::sqrt(pp_.all_reduce_sum(norm_sq));
+    if (sync_.zero()) norm_sq = comms_.dp.all_reduce_sum(norm_sq);
+    return std::sqrt(comms_.pp.all_reduce_sum(norm_sq));
   }
 
   // AdamW on this rank's range; under ZeRO-1 the updated shards are then gathered. Returns the
   // seconds spent gathering.
   double update(double lr, int64_t step_number) {
-    const auto params = worker_->params().subspan(static_cast<size_t>(shard_.begin),
-                                                  static_cast<size_t>(shard_.end - shard_.begin));
-    optimizer_.update(params, owned_grads(), lr, step_number);
-    if (!zero_) return 0.0;
-    const auto start = Clock::now();
-    dp_.all_gather(params, worker_->params())->wait();
-    return seconds_since(start);
+    const auto& shard = sync_.shard();
+    const auto params = worker_->params().subspan(static_cast<size_t>(shard.begin),
+                                                  static_cast<size_t>(shard.end - shard.begin));
+    optimizer_.update(params, sync_.owned_grads(), lr, step_number);
+    const double wait = sync_.gather_params();
+    worker_->params_changed();
+    return wait;
   }
 
   // The step's per-layer measurements, summed over the pipeline (disjoint layers) and over the
@@ -345,7 +358,7 @@ class RankTrainer {
     sums.push_back(stats_.final_act_sq);
     const size_t batch_part = sums.size();
     sums.resize(batch_part + 2 * L, 0.0);
-    const auto params = worker_->params();
+    const std::vector<float> params = worker_->ops().to_host(worker_->params());
     for (const ParamSpec& spec : worker_->table().specs()) {
       if (spec.layer < 0) continue;
       for (int64_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
@@ -354,8 +367,8 @@ class RankTrainer {
         sums[batch_part + L + static_cast<size_t>(spec.layer)] += before * before;
       }
     }
-    pp_.all_reduce_sum(sums);
-    dp_.all_reduce_sum(std::span<double>(sums.data(), batch_part));
+    comms_.pp.all_reduce_sum(sums);
+    comms_.dp.all_reduce_sum(std::span<double>(sums.data(), batch_part));
     const double elements = double(c_.train.global_batch) * c_.model.seq_len * c_.model.d_model;
     DiagnosticsRow row;
     row.step = step_number;
@@ -387,7 +400,7 @@ class RankTrainer {
     values[static_cast<size_t>(pp_.rank())] = work.p2p_wait_s;
     values[static_cast<size_t>(stages + pp_.rank())] = work.activation_bytes / (1 << 20);
     values[static_cast<size_t>(2 * stages + pp_.rank())] = double(usage.ru_maxrss) / 1024;  // KiB on Linux
-    pp_.all_reduce_sum(values);
+    comms_.pp.all_reduce_sum(values);
     PipelineMetrics m;
     const auto at = [&](int part) { return values.begin() + part * stages; };
     m.stage_wait_s.assign(at(0), at(1));
@@ -402,15 +415,14 @@ class RankTrainer {
   }
 
   const Config& c_;
+  TrainComms comms_;
   Comm& dp_;
   Comm& pp_;
-  bool zero_;
   std::unique_ptr<Worker> worker_;
-  Shard shard_;
+  GradSync sync_;
   AdamW<float> optimizer_;
-  std::vector<float> grad_shard_;
-  std::unique_ptr<GradReducer> reducer_;
-  int64_t consecutive_skips_ = 0, skipped_steps_ = 0;  // steps skipped for non-finite values
+  NonfinitePolicy nonfinite_;
+  int64_t nan_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets a NaN here
   bool preempted_ = false;
   StreamStats stats_;                 // diagnostics: this rank's measurements of the step
   std::vector<float> before_update_;  // diagnostics: the parameters before the update
@@ -488,7 +500,7 @@ void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::St
 
 }  // namespace
 
-TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progress) {
+TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progress, const FaultInjection& faults) {
   Comm& world = comms.world;
   if (c.data.train.empty()) throw UserError("config: data.train is not set (token shard files)");
   if (c.data.val.empty()) throw UserError("config: data.val is not set (token shard files)");
@@ -500,6 +512,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   std::optional<checkpoint::Store> store;
   std::optional<std::string> resume_from;
   agree(world, [&] {
+    check_backend(c);
     train_set.emplace(c.data.train, c.model.vocab, c.model.seq_len);
     val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
     if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
@@ -510,7 +523,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   const TokenDataset& val_data = *val_set;
   install_preemption_handlers();
 
-  RankTrainer trainer(c, comms);
+  RankTrainer trainer(c, comms, faults);
   progress << trainer.describe(threads) << "\n";
   const int64_t start = resume_from ? resume(trainer, c, *resume_from, world, progress) : 0;
 
@@ -591,6 +604,7 @@ std::vector<double> lesion_study(const Config& c, const TrainComms& comms, const
   std::optional<TokenDataset> val_set;
   std::string file;
   agree(comms.world, [&] {
+    check_backend(c);
     val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
     file = checkpoint::resolve(path);
   });

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "comm/comm.h"
+#include "comm/train_comms.h"
 #include "src/config/config.h"
 
 namespace kl {
@@ -20,21 +21,19 @@ struct TrainSummary {
   bool preempted = false;      // stopped by SIGTERM/SIGUSR1 after saving a checkpoint
 };
 
-// The communicators of one rank: its data-parallel group, its pipeline (rank = stage) and the
-// pair of its pipeline's first and last stage, which share a tied embedding (one-rank groups where
-// there is nothing to share).
-struct TrainComms {
-  Comm& dp;
-  Comm& pp;
-  Comm& embedding;
-  Comm& world;  // every rank: checkpoints and the preemption flag
+// Faults a test asks for (src/main.cpp reads them from KL_INJECT_NAN=RANK:STEP): world rank
+// `nan_rank`'s gradient gets a NaN at step `nan_step` (1-based), before any reduction sees it.
+struct FaultInjection {
+  int nan_rank = -1;
+  int64_t nan_step = 0;
 };
 
 // Trains `config` as one pipeline stage of one data-parallel replica: from a fresh initialisation
 // or, per checkpoint.resume, from a checkpoint; saves checkpoints per checkpoint.every, at the end
 // (or at run.stop_after) and when a preemption signal arrives. World rank 0 writes
 // <run.dir>/config.ini and metrics.jsonl and the progress lines.
-TrainSummary train(const Config& config, const TrainComms& comms, std::ostream& progress);
+TrainSummary train(const Config& config, const TrainComms& comms, std::ostream& progress,
+                   const FaultInjection& faults = {});
 
 // The validation loss of a checkpoint (any layout's) with this config's model, data and layout.
 double evaluate_checkpoint(const Config& config, const TrainComms& comms, const std::string& path,

@@ -17,7 +17,9 @@ if [ -z "$compiler" ] || ! echo 'extern "C" int LLVMFuzzerTestOneInput(const cha
   exit 77
 fi
 mpi_compile=$(mpicxx -showme:compile) mpi_link=$(mpicxx -showme:link)
-flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$root")
+# The product build's configuration (MPI, HDF5, Boost): the config fuzzer reads through Boost.
+flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I"$root"
+       -DKL_HAVE_MPI -DKL_HAVE_HDF5 -DKL_HAVE_BOOST)
 build() {  # NAME SOURCES... -- LIBS...
   local name=$1
   shift

@@ -1,7 +1,8 @@
 // Dropout with a counter-based mask. Element (position, channel) = index e of row b keeps its value
-// when 16 bits drawn from hash(seed, step, global sample, site) at counter e are >= p * 65536.
-// One 64-bit hash feeds four elements. Nothing depends on threads, ranks or micro-batching, and the
-// backward pass regenerates the mask instead of storing it.
+// when 16 bits drawn from hash(seed, step, global sample, site) at counter e are >= p * 65536; the
+// recipe is src/util/rng.h's dropout_draw, which the GPU draws with too. One 64-bit hash feeds four
+// elements. Nothing depends on threads, ranks or micro-batching, and the backward pass regenerates
+// the mask instead of storing it.
 #include <cmath>
 
 #include "src/kernels/cpu/ops.h"
@@ -19,22 +20,17 @@ void apply_mask(T* out, const T* inp, int B, int64_t row, double p, const Dropou
     }
     return;
   }
-  const auto threshold = static_cast<uint64_t>(std::lround(p * 65536.0));
+  const uint32_t threshold = rng::dropout_threshold(p);
   const T keep_scale = T(1.0 / (1.0 - p));
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < B; ++b) {
-    const uint64_t stream = rng::key(key.seed, static_cast<uint64_t>(key.step),
-                                     static_cast<uint64_t>(key.first_sample + b), key.site);
+    const uint64_t stream = rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site);
     const T* x = inp + int64_t{b} * row;
     T* y = out + int64_t{b} * row;
-    // Element e reads 16 bits of mix64(stream + (e / 4) x odd constant): one hash per four elements,
-    // written per element so that the loop vectorises (AVX-512 has 64-bit multiplies).
+    // One hash per element rather than per four, so that the loop vectorises (AVX-512 has 64-bit
+    // multiplies); the draws are the same.
 #pragma omp simd
-    for (int64_t e = 0; e < row; ++e) {
-      const uint64_t bits = rng::mix64(stream + static_cast<uint64_t>(e >> 2) * 0xD1B54A32D192ED03ull);
-      const uint64_t draw = (bits >> (16 * (e & 3))) & 0xFFFF;
-      y[e] = draw >= threshold ? x[e] * keep_scale : T(0);
-    }
+    for (int64_t e = 0; e < row; ++e) y[e] = rng::dropout_draw(stream, e) >= threshold ? x[e] * keep_scale : T(0);
   }
 }
 
@@ -57,9 +53,8 @@ void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key) {
   if (p <= 0.0) return;
   const T keep_scale = T(1.0 / (1.0 - p));
   for (int b = 0; b < B; ++b) {
-    const uint64_t stream = rng::key(key.seed, static_cast<uint64_t>(key.step),
-                                     static_cast<uint64_t>(key.first_sample + b), key.site);
-    const T factor = rng::uniform(stream, 0) > p ? keep_scale : T(0);
+    const uint64_t stream = rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site);
+    const T factor = rng::drop_path_keeps(stream, p) ? keep_scale : T(0);
     T* y = x + int64_t{b} * row;
 #pragma omp parallel for schedule(static)
     for (int64_t e = 0; e < row; ++e) y[e] *= factor;

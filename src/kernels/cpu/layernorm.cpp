@@ -62,7 +62,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
       const T m = mean[n], s = rstd[n];
       for (int64_t c = cols.begin; c < cols.end; ++c) {
         dweight[c] += dy[c] * (x[c] - m) * s;
-        dbias[c] += dy[c];
+        if (dbias) dbias[c] += dy[c];
       }
     }
   }

@@ -1,11 +1,14 @@
-// Matrix products (OpenBLAS) and the Linear layer built on them.
+// Matrix products (OpenBLAS, or a plain loop in builds without it) and the Linear layer built on them.
+#ifdef KL_HAVE_BLAS
 #include <cblas.h>
+#endif
 
 #include "src/kernels/cpu/ops.h"
 #include "src/kernels/cpu/parallel.h"
 
 namespace kl::cpu {
 
+#ifdef KL_HAVE_BLAS
 template <>
 void gemm<float>(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
                  int lda, const float* b, int ldb, float beta, float* c, int ldc) {
@@ -19,6 +22,64 @@ void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
   cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+#else
+// Without BLAS (-DKL_BLAS=OFF): C = alpha op(A) op(B) + beta C, row-major, BLAS's contract (beta = 0
+// never reads C). Correct and slow, for builds where the CPU path only serves tests and references.
+// Rows of C are shared among threads and each element is summed over k in a fixed order, so the
+// result is the same for any thread count.
+template <class T>
+void plain_gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
+                int ldb, T beta, T* c, int ldc) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < m; ++i) {
+    T* c_row = c + int64_t{i} * ldc;
+    for (int j = 0; j < n; ++j) c_row[j] = beta == T(0) ? T(0) : beta * c_row[j];
+    if (!trans_b) {
+      // Row p of B is contiguous: add a(i,p) times it (a loop the compiler vectorises).
+      for (int p = 0; p < k; ++p) {
+        const T a_ip = alpha * (trans_a ? a[int64_t{p} * lda + i] : a[int64_t{i} * lda + p]);
+        const T* b_row = b + int64_t{p} * ldb;
+        for (int j = 0; j < n; ++j) c_row[j] += a_ip * b_row[j];
+      }
+    } else if (!trans_a) {
+      // Two contiguous rows: a dot product, in 8 interleaved partial sums that the compiler can
+      // vectorise (one running sum would be a chain of dependent additions).
+      const T* a_row = a + int64_t{i} * lda;
+      for (int j = 0; j < n; ++j) {
+        const T* b_row = b + int64_t{j} * ldb;
+        T partial[8] = {};
+        int p = 0;
+        for (; p + 8 <= k; p += 8) {
+          for (int u = 0; u < 8; ++u) partial[u] += a_row[p + u] * b_row[p + u];
+        }
+        for (; p < k; ++p) partial[0] += a_row[p] * b_row[p];
+        const T sum = ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
+                      ((partial[4] + partial[5]) + (partial[6] + partial[7]));
+        c_row[j] += alpha * sum;
+      }
+    } else {
+      for (int j = 0; j < n; ++j) {
+        const T* b_row = b + int64_t{j} * ldb;
+        T sum = 0;
+        for (int p = 0; p < k; ++p) sum += a[int64_t{p} * lda + i] * b_row[p];
+        c_row[j] += alpha * sum;
+      }
+    }
+  }
+}
+
+template <>
+void gemm<float>(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+                 int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  plain_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <>
+void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double* a,
+                  int lda, const double* b, int ldb, double beta, double* c, int ldc) {
+  plain_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+#endif
 
 template <class T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O) {

@@ -13,7 +13,8 @@
 
 namespace kl::cpu {
 
-// C[m,n] = alpha * op(A) op(B) + beta * C, row-major, through OpenBLAS.
+// C[m,n] = alpha * op(A) op(B) + beta * C, row-major, through OpenBLAS (a plain OpenMP loop in a
+// build without BLAS, -DKL_BLAS=OFF).
 template <class T>
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
           int ldb, T beta, T* c, int ldc);
@@ -32,7 +33,7 @@ template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int N, int C);
 // dinp += ..., dweight += ..., dbias += ...   (dinp null: the parameter half only; dweight null:
-// the input half only, dbias then ignored)
+// the input half only, dbias then ignored; dbias null: no bias gradient)
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                         const T* weight, const T* mean, const T* rstd, int N, int C);
@@ -87,6 +88,26 @@ void softmax_xent_forward(T* losses, T* probs, const T* logits, const int32_t* t
 // dlogits = (probs - onehot(target)) * dloss  (may alias probs)
 template <class T>
 void softmax_xent_backward(T* dlogits, const T* probs, const int32_t* targets, T dloss, int N, int V);
+
+// --- residual.cpp: the joins of a branch with the residual stream (models/residual.h) ---
+// out = alpha * a + b   (out may alias a)
+template <class T>
+void add_scaled(T* out, T alpha, const T* a, const T* b, int64_t n);
+// out[i] = scale[s(i)] * in[i], s(i) = 0 when scale_size == 1, else i % C   (rezero, layerscale)
+template <class T>
+void scale_by(T* out, const T* scale, int scale_size, const T* in, int64_t n, int C);
+// v[i] = u[i] + scale[s(i)] * branch[i]
+template <class T>
+void scaled_join(T* v, const T* u, const T* scale, int scale_size, const T* branch, int64_t n, int C);
+// grad[s(c)] += sum over rows n of dres[n,c] * kept[n,c]; temp: C elements of scratch.
+template <class T>
+void scale_grad(T* grad, int scale_size, const T* dres, const T* kept, int N, int C, T* temp);
+// Highway: gate holds z on entry and g = sigmoid(z) on return; v = g * branch + (1 - g) * u.
+template <class T>
+void highway_join(T* gate, T* v, const T* branch, const T* u, int64_t n);
+// dbranch = g dv; dz = (kept - u) dv g (1 - g); dres = (1 - g) dv (dres holds dv on entry).
+template <class T>
+void highway_join_backward(T* dbranch, T* dz, T* dres, const T* gate, const T* kept, const T* u, int64_t n);
 
 // One AdamW step (decoupled weight decay, PyTorch's formulation) on n values; `step` counts from 1.
 template <class T>

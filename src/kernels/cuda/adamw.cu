@@ -23,11 +23,12 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
 }
 
 // Stage 1: block k of kSumSquaresPartials sums a fixed, strided share in double.
-__global__ void sum_squares_partial_kernel(double* partials, const float* x, int64_t n) {
+template <class T>
+__global__ void sum_squares_partial_kernel(double* partials, const T* x, int64_t n) {
   __shared__ double shared[32];
   double s = 0.0;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
-    const double xi = x[i];
+    const double xi = to_float(x[i]);
     s += xi * xi;
   }
   s = block_sum(s, shared);
@@ -64,7 +65,8 @@ void adamw_update(float* param, const float* grad, float* m, float* v, T* copy, 
   KL_CHECK_LAUNCH();
 }
 
-void sum_squares(double* out, const float* x, int64_t n, double* partials, cudaStream_t stream) {
+template <class T>
+void sum_squares(double* out, const T* x, int64_t n, double* partials, cudaStream_t stream) {
   sum_squares_partial_kernel<<<kSumSquaresPartials, 256, 0, stream>>>(partials, x, n);
   KL_CHECK_LAUNCH();
   sum_partials_kernel<<<1, 512, 0, stream>>>(out, partials, kSumSquaresPartials);
@@ -81,5 +83,7 @@ template void adamw_update<float>(float*, const float*, float*, float*, float*, 
                                   double, double, int64_t, cudaStream_t);
 template void adamw_update<bf16>(float*, const float*, float*, float*, bf16*, int64_t, double, double, double, double,
                                  double, int64_t, cudaStream_t);
+template void sum_squares<float>(double*, const float*, int64_t, double*, cudaStream_t);
+template void sum_squares<bf16>(double*, const bf16*, int64_t, double*, cudaStream_t);
 
 }  // namespace kl::cuda

@@ -49,6 +49,7 @@ void column_sums_accumulate(float* out, const T* in, int rows, int cols, cudaStr
 template void convert<float, bf16>(bf16*, const float*, int64_t, cudaStream_t);
 template void convert<bf16, float>(float*, const bf16*, int64_t, cudaStream_t);
 template void convert<float, float>(float*, const float*, int64_t, cudaStream_t);
+template void convert<bf16, bf16>(bf16*, const bf16*, int64_t, cudaStream_t);
 template void add<float>(float*, const float*, const float*, int64_t, cudaStream_t);
 template void add<bf16>(bf16*, const bf16*, const bf16*, int64_t, cudaStream_t);
 template void column_sums_accumulate<float>(float*, const float*, int, int, cudaStream_t);

@@ -37,6 +37,29 @@ void add(T* out, const T* a, const T* b, int64_t n, cudaStream_t stream);
 template <class T>
 void column_sums_accumulate(float* out, const T* in, int rows, int cols, cudaStream_t stream);
 
+// --- residual.cu: the joins of a branch (T) with the fp32 residual stream (cpu/ops.h's residual.cpp) ---
+// out = alpha * a + b   (out may alias a)
+template <class T>
+void add_scaled(float* out, float alpha, const float* a, const T* b, int64_t n, cudaStream_t stream);
+// out[i] = scale[s(i)] * in[i], s(i) = 0 when scale_size == 1, else i % C
+template <class T>
+void scale_by(T* out, const T* scale, int scale_size, const float* in, int64_t n, int C, cudaStream_t stream);
+// v[i] = u[i] + scale[s(i)] * branch[i]
+template <class T>
+void scaled_join(float* v, const float* u, const T* scale, int scale_size, const T* branch, int64_t n, int C,
+                 cudaStream_t stream);
+// grad[s(c)] += sum over rows n of dres[n,c] * kept[n,c] (rows in a fixed order); temp: C floats.
+template <class T>
+void scale_grad(float* grad, int scale_size, const float* dres, const T* kept, int N, int C, float* temp,
+                cudaStream_t stream);
+// Highway: gate holds z on entry and g = sigmoid(z) on return; v = g * branch + (1 - g) * u.
+template <class T>
+void highway_join(T* gate, float* v, const T* branch, const float* u, int64_t n, cudaStream_t stream);
+// dbranch = g dv; dz = (kept - u) dv g (1 - g); dres = (1 - g) dv (dres holds dv on entry).
+template <class T>
+void highway_join_backward(T* dbranch, T* dz, float* dres, const T* gate, const T* kept, const float* u, int64_t n,
+                           cudaStream_t stream);
+
 // --- matmul.cu: the Linear layer on cuBLASLt (the bias rides in the matmul epilogue) ---
 // out[N,O] = inp[N,I] W[O,I]^T + bias[O]   (bias may be null)
 template <class T>
@@ -49,8 +72,9 @@ void linear_backward(Blas& blas, T* dinp, float* dweight, float* dbias, const T*
 
 // --- embedding.cu ---
 // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
+// The output is the residual stream, fp32 whatever T.
 template <class T>
-void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C,
+void embedding_forward(float* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C,
                        cudaStream_t stream);
 // dwte += scatter(dout), dwpe += sum over the batch (fp32 throughout).
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B, int T_,
@@ -58,19 +82,17 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 
 // --- layernorm.cu (eps 1e-5) ---
 // out = (inp - mean) * rstd * weight + bias per row of C; saves mean and rstd [N].
-template <class T>
-void layernorm_forward(T* out, float* mean, float* rstd, const T* inp, const T* weight, const T* bias, int N,
+// The input is the residual stream (fp32); Out is T (a branch's input, the final norm) or float (the
+// post-norm variants, whose LayerNorm output is the stream).
+template <class T, class Out>
+void layernorm_forward(Out* out, float* mean, float* rstd, const float* inp, const T* weight, const T* bias, int N,
                        int C, cudaStream_t stream);
-// The residual add fused in: sum = a + b (the stream after a branch joins it), out = LN(sum). One
-// pass over the row instead of two.
-template <class T>
-void add_layernorm_forward(T* sum, T* out, float* mean, float* rstd, const T* a, const T* b, const T* weight,
-                           const T* bias, int N, int C, cudaStream_t stream);
 // dinp += ...; dweight += ...; dbias += ...   (dinp null: the parameter half only; dweight null:
 // the input half only)
-template <class T>
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const T* dout, const T* inp, const T* weight,
-                        const float* mean, const float* rstd, int N, int C, cudaStream_t stream);
+// DOut is T (pre-norm: the branch's input gradient) or float (post-norm: the stream's gradient).
+template <class T, class DOut>
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const DOut* dout, const float* inp,
+                        const T* weight, const float* mean, const float* rstd, int N, int C, cudaStream_t stream);
 
 // --- attention.cu: causal multi-head attention over a fused qkv [B,T,3C] ---
 // probs [B,NH,T,T] keeps the softmax (exact zeros above the diagonal); out [B,T,C].
@@ -95,6 +117,10 @@ void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n, cudaStream_t
 template <class In, class Out>
 void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key,
              cudaStream_t stream);
+// Drop-path (stochastic depth) in place over [B, row], the CPU's draw: row b is zeroed when
+// rng::uniform(key of sample b, 0) <= p, else scaled by 1 / (1 - p).
+template <class T>
+void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, cudaStream_t stream);
 
 // --- softmax_xent.cu: fused softmax + cross-entropy over logits [N,V] ---
 // losses[n] = -log softmax(logits[n])[target[n]]; lse[n] = log sum exp(logits[n]) for the backward.
@@ -117,7 +143,8 @@ void adamw_update(float* param, const float* grad, float* m, float* v, T* copy, 
 // *out = sum of x[i]^2 in double: kSumSquaresPartials fixed partial sums, then one block adds them
 // in order (deterministic). `partials` holds kSumSquaresPartials doubles.
 inline constexpr int kSumSquaresPartials = 512;
-void sum_squares(double* out, const float* x, int64_t n, double* partials, cudaStream_t stream);
+template <class T>
+void sum_squares(double* out, const T* x, int64_t n, double* partials, cudaStream_t stream);
 // x *= factor (gradient clipping)
 void scale(float* x, int64_t n, float factor, cudaStream_t stream);
 

@@ -1,0 +1,176 @@
+// A backend supplies the memory and the ops that the one model walk (models/block_impl.h,
+// src/pipeline/stage_impl.h) runs on. The walk is a template over the backend; nothing in it calls
+// cpu:: or cuda:: directly. Backends:
+//
+//   CpuBackend<float>    training on the CPU (OpenBLAS, OpenMP)
+//   CpuBackend<double>   the finite-difference tests
+//   CudaBackend<float>   src/cuda/backend.h: fp32 on the GPU
+//   CudaBackend<bf16>    bf16 matrix inputs; fp32 master weights, gradients, optimizer state and
+//                        residual stream (as PyTorch autocast keeps them)
+//
+// Two element types name every tensor's precision:
+//   Act  activations that feed or leave a matrix product (LayerNorm outputs, qkv, attention
+//        probabilities, MLP hidden units, a branch's output) and the copy of the weights the
+//        passes read;
+//   Acc  the master weights, their gradients, the residual stream and its gradient, LayerNorm
+//        statistics, losses.
+// On the CPU both are T. An op's signature says which type each argument has, so the walk is
+// typed once for every backend.
+//
+// Memory: Buffer<U> owns `n` zeroed elements in the backend's memory (alloc<U>(n)); pointers into
+// it are only dereferenced by the backend's own ops. upload/download move data between host memory
+// and the backend's, ordered with its work; download returns once the host copy is complete.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "src/kernels/cpu/ops.h"
+
+namespace kl {
+
+template <class T>
+class CpuBackend {
+ public:
+  using Act = T;
+  using Acc = T;
+  static constexpr bool kDevice = false;
+  template <class U>
+  using Buffer = std::vector<U>;
+
+  template <class U>
+  Buffer<U> alloc(int64_t n) const {
+    return Buffer<U>(static_cast<size_t>(n), U(0));
+  }
+  template <class U>
+  void zero(U* p, int64_t n) const {
+    std::fill(p, p + n, U(0));
+  }
+  template <class U>
+  void copy(U* to, const U* from, int64_t n) const {
+    if (to != from) std::copy(from, from + n, to);
+  }
+  template <class U>
+  void upload(U* to, const U* host, int64_t n) const {
+    copy(to, host, n);
+  }
+  template <class U>
+  void download(U* host, const U* from, int64_t n) const {
+    copy(host, from, n);
+  }
+  // The stream as a product's input: the same memory on the CPU.
+  const Act* as_act(const Acc* x, Act* /*scratch*/, int64_t /*n*/) const { return x; }
+  // The master weights after they changed: the passes read them directly.
+  void convert_weights(Act* /*copy*/, const Acc* /*master*/, int64_t /*n*/) const {}
+  void synchronize() const {}
+  std::string describe() const { return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)"; }
+
+  // --- the model's ops (src/kernels/cpu/ops.h has their contracts) ---
+  void linear_forward(Act* out, const Act* inp, const Act* w, const Act* b, int N, int I, int O) const {
+    cpu::linear_forward(out, inp, w, b, N, I, O);
+  }
+  void linear_backward(Act* dinp, Acc* dw, Acc* db, const Act* dout, const Act* inp, const Act* w, int N, int I,
+                       int O) const {
+    cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O);
+  }
+  template <class Out>
+  void layernorm_forward(Out* out, Acc* mean, Acc* rstd, const Acc* inp, const Act* w, const Act* b, int N,
+                         int C) const {
+    cpu::layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+  }
+  template <class DOut>
+  void layernorm_backward(Acc* dinp, Acc* dw, Acc* db, const DOut* dout, const Acc* inp, const Act* w,
+                          const Acc* mean, const Acc* rstd, int N, int C) const {
+    cpu::layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+  }
+  void attention_forward(Act* out, Act* probs, const Act* qkv, int B, int T_, int C, int NH) const {
+    cpu::attention_forward(out, probs, qkv, B, T_, C, NH);
+  }
+  void attention_backward(Act* dqkv, Act* dprobs, const Act* dout, const Act* qkv, const Act* probs, int B, int T_,
+                          int C, int NH) const {
+    cpu::attention_backward(dqkv, dprobs, dout, qkv, probs, B, T_, C, NH);
+  }
+  void gelu_forward(Act* out, const Act* inp, int64_t n) const { cpu::gelu_forward(out, inp, n); }
+  void gelu_backward(Act* dinp, const Act* inp, const Act* dout, int64_t n) const {
+    cpu::gelu_backward(dinp, inp, dout, n);
+  }
+  // out = inp * mask / (1 - p) over [B, row]; the backward pass is the same call on the gradient.
+  template <class In, class Out>
+  void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key) const {
+    cpu::dropout_forward(out, inp, B, row, p, key);
+  }
+  void drop_path(Act* x, int B, int64_t row, double p, const cpu::DropoutKey& key) const {
+    cpu::drop_path(x, B, row, p, key);
+  }
+  void embedding_forward(Acc* out, const int32_t* tokens, const Act* wte, const Act* wpe, int B, int T_,
+                         int C) const {
+    cpu::embedding_forward(out, tokens, wte, wpe, B, T_, C);
+  }
+  void embedding_backward(Acc* dwte, Acc* dwpe, const Acc* dout, const int32_t* tokens, int B, int T_, int C) const {
+    cpu::embedding_backward(dwte, dwpe, dout, tokens, B, T_, C);
+  }
+  // losses[n] for logits [N,V]; the logits become the softmax in place (lse unused on the CPU).
+  void softmax_xent_forward(Acc* losses, Act* logits, Acc* /*lse*/, const int32_t* targets, int N, int V) const {
+    cpu::softmax_xent_forward(losses, logits, logits, targets, N, V);
+  }
+  // What softmax_xent_forward left in `logits` becomes dL/dlogits = (softmax - onehot) * dloss.
+  void softmax_xent_backward(Act* logits, const Acc* /*lse*/, const int32_t* targets, double dloss, int N,
+                             int V) const {
+    cpu::softmax_xent_backward(logits, logits, targets, T(dloss), N, V);
+  }
+  // The running sum of per-token losses: add N of them, or take (and reset) the sum.
+  void add_losses(const Acc* losses, int N) {
+    for (int n = 0; n < N; ++n) loss_sum_ += losses[n];
+  }
+  double take_loss_sum() {
+    const double sum = loss_sum_;
+    loss_sum_ = 0.0;
+    return sum;
+  }
+  template <class U>
+  double sum_squares(const U* x, int64_t n) const {
+    return cpu::sum_squares(x, n);
+  }
+  void scale(Acc* x, int64_t n, double factor) const { cpu::scale(x, n, T(factor)); }
+  // AdamW on n master weights; the Act copy is the master itself here.
+  void adamw(Acc* param, const Acc* grad, Acc* m, Acc* v, Act* /*copy*/, int64_t n, double lr, double beta1,
+             double beta2, double eps, double weight_decay, int64_t step) const {
+    cpu::adamw_update(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+  }
+
+  // --- the joins of a branch with the stream (models/residual.h) ---
+  void add_scaled(Acc* out, double alpha, const Acc* a, const Act* b, int64_t n) const {
+    cpu::add_scaled(out, T(alpha), a, b, n);
+  }
+  void scale_by(Act* out, const Act* scale, int scale_size, const Acc* in, int64_t n, int C) const {
+    cpu::scale_by(out, scale, scale_size, in, n, C);
+  }
+  void scaled_join(Acc* v, const Acc* u, const Act* scale, int scale_size, const Act* branch, int64_t n,
+                   int C) const {
+    cpu::scaled_join(v, u, scale, scale_size, branch, n, C);
+  }
+  void scale_grad(Acc* grad, int scale_size, const Acc* dres, const Act* kept, int N, int C, Acc* temp) const {
+    cpu::scale_grad(grad, scale_size, dres, kept, N, C, temp);
+  }
+  void highway_join(Act* gate, Acc* v, const Act* branch, const Acc* u, int64_t n) const {
+    cpu::highway_join(gate, v, branch, u, n);
+  }
+  void highway_join_backward(Act* dbranch, Act* dz, Acc* dres, const Act* gate, const Act* kept, const Acc* u,
+                             int64_t n) const {
+    cpu::highway_join_backward(dbranch, dz, dres, gate, kept, u, n);
+  }
+  // Type conversions between Act and Acc (plain copies here).
+  template <class From, class To>
+  void convert(To* out, const From* in, int64_t n) const {
+    copy(out, in, n);
+  }
+
+ private:
+  double loss_sum_ = 0.0;
+};
+
+}  // namespace kl
