@@ -18,8 +18,9 @@
 // typed once for every backend.
 //
 // Memory: Buffer<U> owns `n` zeroed elements in the backend's memory (alloc<U>(n)); pointers into
-// it are only dereferenced by the backend's own ops. upload/download move data between host memory
-// and the backend's, ordered with its work; download returns once the host copy is complete.
+// it are only dereferenced by the backend's own ops. HostBuffer<U> (alloc_host<U>(n)) is host memory
+// the backend copies to and from fastest. upload/download move data between host memory and the
+// backend's, ordered with its work; download returns once the host copy is complete.
 #pragma once
 
 #include <algorithm>
@@ -41,10 +42,16 @@ class CpuBackend {
   static constexpr bool kDevice = false;
   template <class U>
   using Buffer = std::vector<U>;
+  template <class U>
+  using HostBuffer = std::vector<U>;
 
   template <class U>
   Buffer<U> alloc(int64_t n) const {
     return Buffer<U>(static_cast<size_t>(n), U(0));
+  }
+  template <class U>
+  HostBuffer<U> alloc_host(int64_t n) const {
+    return alloc<U>(n);
   }
   template <class U>
   void zero(U* p, int64_t n) const {

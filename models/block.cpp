@@ -14,7 +14,7 @@ void StreamStats::reset(int layers) {
 
 BlockShape block_shape(const ModelConfig& m, int B) {
   BlockShape s{B, m.seq_len, m.d_model, m.heads, m.ff_width()};
-  s.residual = parse_residual(m.residual);
+  s.residual = m.residual;
   if (s.residual == Residual::kDeepNorm) s.alpha = deepnorm_alpha(m.layers);
   return s;
 }

@@ -51,22 +51,12 @@ std::vector<int> all_layers(int layers) {
 }
 }  // namespace
 
-Residual parse_residual(const std::string& name) {
-  if (name == "prenorm") return Residual::kPreNorm;
-  if (name == "postnorm") return Residual::kPostNorm;
-  if (name == "plain") return Residual::kPlain;
-  if (name == "rezero") return Residual::kReZero;
-  if (name == "layerscale") return Residual::kLayerScale;
-  if (name == "deepnorm") return Residual::kDeepNorm;
-  if (name == "highway") return Residual::kHighway;
-  throw std::invalid_argument("unknown residual variant '" + name + "'");
-}
 
 ParamTable::ParamTable(const ModelConfig& m) : ParamTable(m, all_layers(m.layers), true, true) {}
 
 ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, bool first, bool last) {
   const int64_t C = m.d_model, F = m.ff_width(), V = m.vocab, T = m.seq_len;
-  const Residual residual = parse_residual(m.residual);
+  const Residual residual = m.residual;
   // GPT-2: each branch's output projection starts smaller, so that the residual stream's variance
   // does not grow with depth (2 branches per block). DeepNet instead gives the value, output and
   // MLP projections the gain beta.

@@ -12,13 +12,10 @@
 #pragma once
 
 #include <cmath>
-#include <string>
+
+#include "src/config/config.h"  // enum class Residual, parsed from model.residual
 
 namespace kl {
-
-enum class Residual { kPreNorm, kPostNorm, kPlain, kReZero, kLayerScale, kDeepNorm, kHighway };
-
-Residual parse_residual(const std::string& name);  // throws std::invalid_argument
 
 // LayerNorm on the branch input (pre) or on the sum (post); rezero has neither.
 inline bool pre_norm(Residual r) {

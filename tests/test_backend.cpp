@@ -57,7 +57,7 @@ ModelConfig small_model(const std::string& variant) {
   m.seq_len = 8;
   m.vocab = 13;
   m.dropout = 0.1;
-  m.residual = variant == "stochastic_depth" ? "prenorm" : variant;
+  m.residual = variant == "stochastic_depth" ? Residual::kPreNorm : *choice_named<Residual>(variant);
   if (variant == "stochastic_depth") m.stochastic_depth = 0.5;
   return m;
 }

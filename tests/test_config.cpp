@@ -40,7 +40,7 @@ TEST(Config, ReadsIniAndOverridesWin) {
   EXPECT_EQ(c.model.ff_width(), 256);
   EXPECT_EQ(c.train.steps, 33);
   EXPECT_DOUBLE_EQ(c.train.lr, 0.002);
-  EXPECT_EQ(c.model.residual, "prenorm");
+  EXPECT_EQ(c.model.residual, Residual::kPreNorm);
   EXPECT_DOUBLE_EQ(c.model.dropout, 0.1);
 }
 

@@ -70,7 +70,7 @@ class VariantGrad : public ::testing::TestWithParam<const char*> {};
 TEST_P(VariantGrad, EveryParameterMatchesFiniteDifferences) {
   ModelConfig config = tiny_model(true);
   const std::string variant = GetParam();
-  config.residual = variant == "stochastic_depth" ? "prenorm" : variant;
+  config.residual = variant == "stochastic_depth" ? Residual::kPreNorm : *choice_named<Residual>(variant);
   if (variant == "stochastic_depth") config.stochastic_depth = 0.6;  // some rows dropped, some kept
   const int B = 3;
   test::WholeModel<double> model(config, B, /*recompute=*/false);
@@ -100,7 +100,7 @@ TEST(ModelVariants, ReZeroStartsAsTheIdentity) {
   // At initialisation every rezero block passes the stream through exactly: 5 blocks compute the
   // same logits as 1, bit for bit, dropout and all.
   ModelConfig config = tiny_model(true);
-  config.residual = "rezero";
+  config.residual = Residual::kReZero;
   const int B = 2;
   const auto inputs = tokens(B * config.seq_len, config.vocab, 5);
   const auto targets = tokens(B * config.seq_len, config.vocab, 6);
@@ -118,7 +118,7 @@ TEST(ModelVariants, ReZeroStartsAsTheIdentity) {
 
 TEST(ModelVariants, DeepNormInitialisation) {
   ModelConfig config = tiny_model(true);
-  config.residual = "deepnorm";
+  config.residual = Residual::kDeepNorm;
   config.layers = 6;
   config.d_model = 64;
   config.heads = 4;

@@ -29,6 +29,8 @@ std::string to_text(const V& value) {
     return value ? "true" : "false";
   } else if constexpr (std::is_same_v<V, std::string>) {
     return value;
+  } else if constexpr (std::is_enum_v<V>) {
+    return name_of(value);
   } else if constexpr (std::is_floating_point_v<V>) {
     char buffer[64];
     auto result = std::to_chars(buffer, buffer + sizeof buffer, value);  // shortest round-trip form
@@ -84,16 +86,6 @@ Rule<V> between(V low, V high) {
 }
 Rule<double> below_one() {
   return [](const double& v) { return (v >= 0.0 && v < 1.0) ? "" : "must be in [0, 1)"; };
-}
-Rule<std::string> one_of(std::vector<std::string> allowed) {
-  return [allowed](const std::string& v) {
-    std::string list;
-    for (const auto& a : allowed) {
-      if (v == a) return std::string();
-      list += (list.empty() ? "" : "|") + a;
-    }
-    return "must be one of " + list;
-  };
 }
 
 // The one option table: every key, its default (the field's initial value), help and rule. Both
@@ -173,6 +165,29 @@ class OptionTable {
     std::function<bool(const std::string&)> assign;
   };
 
+  // A choice (an enum of config.h): read and written by name; any other text is refused at once,
+  // by either reader, with the key, the text and the names.
+  template <class E>
+  void add_choice(const char* name, E* field, const char* help) {
+    const std::string key = name;
+    auto set = [key, field](const std::string& text) {
+      const std::optional<E> value = choice_named<E>(text);
+      if (!value) throw UserError("config: " + key + " = " + text + ": must be one of " + choice_list<E>());
+      *field = *value;
+    };
+    const std::string full_help = std::string(help) + ": " + choice_list<E>();
+#ifdef KL_HAVE_BOOST
+    auto* semantic = po::value<std::string>()->default_value(name_of(*field))->notifier(set);
+    description_.add_options()(name, semantic, full_help.c_str());
+#endif
+    entries_.push_back({name, full_help, name_of(*field), [field] { return std::string(name_of(*field)); },
+                        [] { return std::string(); },
+                        [set](const std::string& text) {
+                          set(text);
+                          return true;
+                        }});
+  }
+
   template <class V>
   void add(const char* name, V* field, const char* help, Rule<V> rule = {}) {
 #ifdef KL_HAVE_BOOST
@@ -192,9 +207,7 @@ class OptionTable {
     add("model.d_ff", &m.d_ff, "MLP hidden width (0: 4 x d_model)", between(0, 1 << 22));
     add("model.seq_len", &m.seq_len, "context length in tokens", between(1, 1 << 20));
     add("model.vocab", &m.vocab, "vocabulary size (tokens are uint16)", between(1, 65536));
-    add("model.residual", &m.residual,
-        "residual stream variant: prenorm | postnorm | plain | rezero | layerscale | deepnorm | highway",
-        one_of({"prenorm", "postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway"}));
+    add_choice("model.residual", &m.residual, "residual stream variant");
     add("model.layerscale_init", &m.layerscale_init, "layerscale: initial per-channel branch scale (0: zero-gamma)",
         between(0.0, 10.0));
     add("model.stochastic_depth", &m.stochastic_depth,
@@ -220,24 +233,22 @@ class OptionTable {
     add("train.eval_batches", &t.eval_batches, "validation batches of global_batch sequences",
         at_least(1));
 
-    add("train.nonfinite", &t.nonfinite,
-        "a non-finite loss or gradient norm: skip (every rank leaves the parameters as they are) | abort",
-        one_of({"skip", "abort"}));
+    add_choice("train.nonfinite", &t.nonfinite,
+        "a non-finite loss or gradient norm: skip the step (every rank leaves the parameters as they are) or "
+        "abort");
     add("train.max_skips", &t.max_skips, "consecutive skipped steps after which the run stops", between(0, 1000000));
     add("data.train", &c.data.train, "training token shards (comma-separated; globs allowed)");
     add("data.val", &c.data.val, "validation token shards (comma-separated; globs allowed)");
 
     add("parallel.dp", &c.parallel.dp, "data-parallel ranks", at_least(1));
     add("parallel.pp", &c.parallel.pp, "pipeline stages", at_least(1));
-    add("parallel.schedule", &c.parallel.schedule,
-        "pipeline schedule: gpipe | 1f1b | interleaved | zb1", one_of({"gpipe", "1f1b", "interleaved", "zb1"}));
+    add_choice("parallel.schedule", &c.parallel.schedule, "pipeline schedule");
     add("parallel.virtual", &c.parallel.virtual_chunks,
         "model chunks per pipeline stage (interleaved schedule)", between(1, 64));
     add("parallel.stage_layers", &c.parallel.stage_layers,
         "blocks per pipeline chunk in order, e.g. 5,4,4,3 (empty: balanced by a FLOP cost model)");
-    add("parallel.recompute", &c.parallel.recompute,
-        "activation recomputation: none | block (keep only each block's input)",
-        one_of({"none", "block"}));
+    add_choice("parallel.recompute", &c.parallel.recompute,
+        "activation recomputation (block: keep only each block's input)");
     add("parallel.bucket_mb", &c.parallel.bucket_mb, "gradient all-reduce bucket size in MiB",
         between(0.001, 4096.0));
     add("parallel.overlap", &c.parallel.overlap,
@@ -261,11 +272,10 @@ class OptionTable {
     add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
         at_least<int64_t>(1));
     add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
-    add("run.device", &c.run.device, "cpu | cuda (the whole model on this rank's GPU; needs the CUDA build)",
-        one_of({"cpu", "cuda"}));
-    add("run.precision", &c.run.precision,
-        "fp32 | bf16 (cuda only: bf16 activations and parameters; fp32 master weights, optimizer state "
-        "and reductions)", one_of({"fp32", "bf16"}));
+    add_choice("run.device", &c.run.device, "where this rank's stage runs (cuda: its GPU; needs the CUDA build)");
+    add_choice("run.precision", &c.run.precision,
+        "cuda only: bf16 products, activations and weight copies; fp32 master weights, optimizer state, "
+        "residual stream and reductions");
     add("run.tf32", &c.run.tf32, "cuda, fp32: let matrix products use TF32 tensor cores");
     add("run.diag_every", &c.run.diag_every,
         "steps between per-layer residual-stream diagnostics in <run.dir>/diagnostics.h5 (0: none; "
@@ -288,8 +298,10 @@ class OptionTable {
 // checkpoint's saved config must load on any build.
 void check_device(const Config& c) {
   auto fail = [](const std::string& message) { throw UserError("config: " + message); };
-  if (c.run.device != "cuda") {
-    if (c.run.precision != "fp32") fail("run.precision = " + c.run.precision + " needs run.device = cuda");
+  if (c.run.device != Device::kCuda) {
+    if (c.run.precision != Precision::kFp32) {
+      fail(std::string("run.precision = ") + name_of(c.run.precision) + " needs run.device = cuda");
+    }
     if (c.run.tf32) fail("run.tf32 = true needs run.device = cuda");
   }
 }
@@ -325,9 +337,9 @@ void check_consistency(const Config& c) {
     fail("train.global_batch = " + to_text(c.train.global_batch) +
          " is not a multiple of train.micro_batch = " + to_text(c.train.micro_batch));
   }
-  if (c.parallel.schedule == "zb1" && c.model.residual != "prenorm") {
-    fail("parallel.schedule = zb1 splits the backward pass of pre-norm blocks only; model.residual = " +
-         c.model.residual + " needs another schedule");
+  if (c.parallel.schedule == ScheduleKind::kZB1 && c.model.residual != Residual::kPreNorm) {
+    fail(std::string("parallel.schedule = zb1 splits the backward pass of pre-norm blocks only; model.residual = ") +
+         name_of(c.model.residual) + " needs another schedule");
   }
   if (c.train.min_lr > c.train.lr) {
     fail("train.min_lr = " + to_text(c.train.min_lr) + " exceeds train.lr = " + to_text(c.train.lr));
@@ -336,9 +348,9 @@ void check_consistency(const Config& c) {
     fail("model.layers = " + to_text(c.model.layers) + " is smaller than parallel.pp = " +
          to_text(c.parallel.pp));
   }
-  if (c.parallel.virtual_chunks > 1 && c.parallel.schedule != "interleaved") {
+  if (c.parallel.virtual_chunks > 1 && c.parallel.schedule != ScheduleKind::kInterleaved) {
     fail("parallel.virtual = " + to_text(c.parallel.virtual_chunks) +
-         " needs parallel.schedule = interleaved (got " + c.parallel.schedule + ")");
+         " needs parallel.schedule = interleaved (got " + name_of(c.parallel.schedule) + ")");
   }
   if (c.model.layers < c.parallel.pp * c.parallel.virtual_chunks) {
     fail("model.layers = " + to_text(c.model.layers) + " is smaller than parallel.pp x parallel.virtual = " +
@@ -537,7 +549,7 @@ void check_layout(const Config& c, int world_size) {
                     to_text(c.parallel.dp * c.train.micro_batch));
   }
   const int micro_batches = c.micro_batches();
-  if (c.parallel.schedule == "interleaved" && micro_batches % c.parallel.pp != 0) {
+  if (c.parallel.schedule == ScheduleKind::kInterleaved && micro_batches % c.parallel.pp != 0) {
     throw UserError("config: parallel.schedule = interleaved needs the micro-batches per step (" +
                     to_text(micro_batches) + " = train.global_batch / (parallel.dp x train.micro_batch)) "
                     "to be a multiple of parallel.pp = " + to_text(c.parallel.pp));

@@ -3,11 +3,70 @@
 // or by a built-in reader of the same table in builds without Boost (KL_BOOST=OFF).
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kl {
+
+// The options that name one of a few choices, parsed once into these (config.cpp reads and writes
+// them by the names below, in declaration order; the rest of the code compares enums).
+enum class Residual { kPreNorm, kPostNorm, kPlain, kReZero, kLayerScale, kDeepNorm, kHighway };  // models/residual.h
+enum class ScheduleKind { kGPipe, k1F1B, kInterleaved, kZB1 };  // src/pipeline/schedule.h
+enum class Recompute { kNone, kBlock };
+enum class OnNonfinite { kSkip, kAbort };
+enum class Device { kCpu, kCuda };
+enum class Precision { kFp32, kBf16 };
+
+template <class E>
+struct Choices;
+template <>
+struct Choices<Residual> {
+  static constexpr std::array<const char*, 7> names = {"prenorm",    "postnorm", "plain",  "rezero",
+                                                       "layerscale", "deepnorm", "highway"};
+};
+template <>
+struct Choices<ScheduleKind> {
+  static constexpr std::array<const char*, 4> names = {"gpipe", "1f1b", "interleaved", "zb1"};
+};
+template <>
+struct Choices<Recompute> {
+  static constexpr std::array<const char*, 2> names = {"none", "block"};
+};
+template <>
+struct Choices<OnNonfinite> {
+  static constexpr std::array<const char*, 2> names = {"skip", "abort"};
+};
+template <>
+struct Choices<Device> {
+  static constexpr std::array<const char*, 2> names = {"cpu", "cuda"};
+};
+template <>
+struct Choices<Precision> {
+  static constexpr std::array<const char*, 2> names = {"fp32", "bf16"};
+};
+
+template <class E>
+const char* name_of(E value) {
+  return Choices<E>::names[static_cast<size_t>(value)];
+}
+template <class E>
+std::optional<E> choice_named(std::string_view name) {
+  for (size_t i = 0; i < Choices<E>::names.size(); ++i) {
+    if (name == Choices<E>::names[i]) return static_cast<E>(i);
+  }
+  return std::nullopt;
+}
+// "a | b | c", for messages.
+template <class E>
+std::string choice_list() {
+  std::string list;
+  for (const char* name : Choices<E>::names) list += (list.empty() ? "" : " | ") + std::string(name);
+  return list;
+}
 
 struct ModelConfig {
   int layers = 12;
@@ -16,7 +75,7 @@ struct ModelConfig {
   int d_ff = 0;  // 0 means 4 * d_model
   int seq_len = 128;
   int vocab = 256;
-  std::string residual = "prenorm";  // prenorm | postnorm | plain | rezero | layerscale | deepnorm | highway
+  Residual residual = Residual::kPreNorm;
   double layerscale_init = 0.1;      // layerscale: initial value of every channel's branch scale
   double stochastic_depth = 0.0;     // drop-path probability of the last block (0: off)
   double dropout = 0.1;
@@ -41,7 +100,7 @@ struct TrainConfig {
   int64_t seed = 1234;
   int64_t eval_every = 50;  // 0: only at the end
   int eval_batches = 4;     // validation batches of global_batch sequences
-  std::string nonfinite = "skip";  // a non-finite loss or gradient norm: skip the step | abort
+  OnNonfinite nonfinite = OnNonfinite::kSkip;  // a non-finite loss or gradient norm
   int max_skips = 5;               // consecutive skipped steps before the run stops
 };
 
@@ -53,10 +112,10 @@ struct DataConfig {
 struct ParallelConfig {
   int dp = 1;
   int pp = 1;
-  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb1 (pipeline order, pp > 1)
+  ScheduleKind schedule = ScheduleKind::k1F1B;  // pipeline order (pp > 1)
   int virtual_chunks = 1;         // parallel.virtual: model chunks per stage (interleaved)
   std::string stage_layers;       // "" (balanced by FLOPs) or blocks per chunk: "5,4,4,3"
-  std::string recompute = "none";  // none | block
+  Recompute recompute = Recompute::kNone;
   double bucket_mb = 4.0;          // gradient all-reduce bucket size
   bool overlap = true;             // start each bucket's reduction during the backward pass
   int zero = 0;                    // 1: shard the optimizer state over the data-parallel group
@@ -81,8 +140,8 @@ struct RunConfig {
   std::string dir = "runs/default";
   int64_t log_every = 1;
   int threads = 0;  // 0: every core
-  std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 (cuda: bf16 activations and parameter copies)
+  Device device = Device::kCpu;
+  Precision precision = Precision::kFp32;  // cuda: bf16 products, activations and weight copies
   bool tf32 = false;               // cuda: fp32 products may use TF32 tensor cores
   int64_t diag_every = 0;  // steps between per-layer diagnostics (0: none)
   int64_t stop_after = 0;  // end this process after this optimizer step (0: train.steps), saving

@@ -25,6 +25,8 @@ class CudaBackend {
   static constexpr bool kDevice = true;
   template <class U>
   using Buffer = DeviceBuffer<U>;
+  template <class U>
+  using HostBuffer = PinnedBuffer<U>;
 
   // On the current device (select_device()); tf32: fp32 products may use TF32 tensor cores.
   CudaBackend(int device, bool tf32);
@@ -40,6 +42,10 @@ class CudaBackend {
     Buffer<U> b(n);
     b.zero(stream_);
     return b;
+  }
+  template <class U>
+  HostBuffer<U> alloc_host(int64_t n) {
+    return HostBuffer<U>(n);
   }
   template <class U>
   void zero(U* p, int64_t n) {

@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <utility>
@@ -58,6 +59,41 @@ class DeviceBuffer {
   void zero(cudaStream_t stream) {
     if (size_ > 0) KL_CHECK_CUDA(cudaMemsetAsync(data_, 0, static_cast<size_t>(size_) * sizeof(T), stream));
   }
+
+ private:
+  T* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+// Zeroed page-locked host memory: copies to and from the device run at full speed and without a
+// staging copy (checkpoints).
+template <class T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(int64_t n) : size_(n) {
+    if (n <= 0) return;
+    KL_CHECK_CUDA(cudaMallocHost(reinterpret_cast<void**>(&data_), static_cast<size_t>(n) * sizeof(T)));
+    std::memset(static_cast<void*>(data_), 0, static_cast<size_t>(n) * sizeof(T));
+  }
+  ~PinnedBuffer() {
+    if (data_) cudaFreeHost(data_);
+  }
+  PinnedBuffer(PinnedBuffer&& other) noexcept : data_(other.data_), size_(other.size_) {
+    other.data_ = nullptr;
+    other.size_ = 0;
+  }
+  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  int64_t size() const { return size_; }
 
  private:
   T* data_ = nullptr;

@@ -36,7 +36,7 @@ std::unique_ptr<Worker> make(const Config& config, const TrainComms& host, int d
 
 std::unique_ptr<Worker> make_worker(const Config& config, const TrainComms& comms) {
   const int device = select_device();
-  if (config.run.precision == "bf16") return make<bf16>(config, comms, device);
+  if (config.run.precision == Precision::kBf16) return make<bf16>(config, comms, device);
   return make<float>(config, comms, device);
 }
 

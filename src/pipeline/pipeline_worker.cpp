@@ -15,7 +15,7 @@ KL_INSTANTIATE_STAGE_WORKER(CpuBackend<float>)
 }  // namespace pipeline
 
 void check_backend(const Config& config) {
-  if (config.run.device != "cuda") return;
+  if (config.run.device != Device::kCuda) return;
 #ifdef KL_HAVE_CUDA
   std::string why;
   if (!cuda::device_available(&why)) throw UserError("run.device = cuda: no CUDA device: " + why);
@@ -28,7 +28,7 @@ void check_backend(const Config& config) {
 std::unique_ptr<Worker> make_worker(const Config& config, const TrainComms& comms) {
   check_backend(config);
 #ifdef KL_HAVE_CUDA
-  if (config.run.device == "cuda") return cuda::make_worker(config, comms);
+  if (config.run.device == Device::kCuda) return cuda::make_worker(config, comms);
 #endif
   return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBackend<float>>());
 }

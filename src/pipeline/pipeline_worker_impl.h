@@ -14,7 +14,7 @@ namespace kl::pipeline {
 
 // One process runs the whole model as a one-stage 1F1B pipeline: F0 B0 F1 B1 ... in one buffer.
 inline ScheduleKind schedule_kind(const Config& c) {
-  return c.parallel.pp == 1 ? ScheduleKind::k1F1B : parse_schedule_kind(c.parallel.schedule);
+  return c.parallel.pp == 1 ? ScheduleKind::k1F1B : c.parallel.schedule;
 }
 
 // With tied embeddings the first stage uses the token embedding to embed and the last as its head;
@@ -35,7 +35,7 @@ class StageWorker final : public Worker {
         ops_(*be_),
         stage_(*be_, c.model, stage_layout(c, data.pp.rank()), c.train.micro_batch,
                make_schedule(kind_, data.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks).buffers,
-               c.parallel.recompute == "block", kind_ == ScheduleKind::kZB1, data.dp.size()),
+               c.parallel.recompute == Recompute::kBlock, kind_ == ScheduleKind::kZB1, data.dp.size()),
         engine_(stage_, data.pp,
                 make_schedule(kind_, data.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks),
                 c.micro_batches()) {

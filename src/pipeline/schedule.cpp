@@ -126,21 +126,9 @@ std::vector<Step> zb1_order(int stage, int stages, int micro) {
 }  // namespace
 
 ScheduleKind parse_schedule_kind(const std::string& name) {
-  if (name == "gpipe") return ScheduleKind::kGPipe;
-  if (name == "1f1b") return ScheduleKind::k1F1B;
-  if (name == "interleaved") return ScheduleKind::kInterleaved;
-  if (name == "zb1") return ScheduleKind::kZB1;
-  throw std::invalid_argument("unknown schedule '" + name + "' (gpipe | 1f1b | interleaved | zb1)");
-}
-
-const char* name_of(ScheduleKind kind) {
-  switch (kind) {
-    case ScheduleKind::kGPipe: return "gpipe";
-    case ScheduleKind::k1F1B: return "1f1b";
-    case ScheduleKind::kInterleaved: return "interleaved";
-    case ScheduleKind::kZB1: return "zb1";
-  }
-  return "?";
+  const std::optional<ScheduleKind> kind = choice_named<ScheduleKind>(name);
+  if (!kind) throw std::invalid_argument("unknown schedule '" + name + "' (" + choice_list<ScheduleKind>() + ")");
+  return *kind;
 }
 
 Schedule make_schedule(ScheduleKind kind, int stage, int stages, int micro, int chunks) {

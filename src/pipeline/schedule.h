@@ -12,11 +12,12 @@
 #include <variant>
 #include <vector>
 
+#include "src/config/config.h"
+
 namespace kl::pipeline {
 
-enum class ScheduleKind { kGPipe, k1F1B, kInterleaved, kZB1 };
-ScheduleKind parse_schedule_kind(const std::string& name);  // gpipe | 1f1b | interleaved | zb1
-const char* name_of(ScheduleKind kind);
+// ScheduleKind and its names (name_of) are config's (src/config/config.h).
+ScheduleKind parse_schedule_kind(const std::string& name);  // throws std::invalid_argument
 
 struct LoadMicroBatch { int mb; };          // inputs on the first chunk, targets on the last
 struct Forward { int mb, chunk; };

@@ -7,22 +7,25 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <limits>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <ostream>
 
-#include "comm/grad_reducer.h"
 #include "comm/solo_comm.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/store.h"
 #include "src/data/dataset.h"
 #include "src/pipeline/schedule.h"
 #include "src/pipeline/worker.h"
+#include "src/train/checkpoint_state.h"
 #include "src/train/diagnostics.h"
+#include "src/train/grad_sync.h"
+#include "src/train/layer_probe.h"
 #include "src/train/metrics.h"
+#include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
 #include "src/train/preemption.h"
 #include "src/util/error.h"
@@ -42,109 +45,6 @@ void write_file(const std::filesystem::path& path, const void* data, size_t byte
   if (!out.flush()) throw UserError("cannot write " + path.string());
 }
 
-// The gradient sums over the data-parallel group: bucketed all-reduce overlapped with the backward
-// pass, or under ZeRO-1 a reduce-scatter into this rank's shard and, after its update, an
-// all-gather of the parameters. Buffers in the worker's memory, which `dp` must take.
-class GradSync {
- public:
-  GradSync(const Config& c, Comm& dp, Worker& worker)
-      : c_(c), dp_(dp), worker_(worker), zero_(c.parallel.zero == 1 && dp.size() > 1) {
-    const auto padded = static_cast<int64_t>(worker.params().size());
-    shard_ = zero_ ? Shard{padded / dp.size() * dp.rank(), padded / dp.size() * (dp.rank() + 1)} : Shard{0, padded};
-    if (zero_) grad_shard_ = worker.ops().alloc(shard_.end - shard_.begin);
-    if (dp.size() > 1 && !zero_) {
-      const auto bucket = static_cast<int64_t>(c.parallel.bucket_mb * (1 << 20) / sizeof(float));
-      reducer_ = std::make_unique<GradReducer>(dp, worker.grads(), std::max<int64_t>(bucket, 1));
-    }
-  }
-
-  struct Shard {
-    int64_t begin, end;
-  };
-  bool zero() const { return zero_; }
-  const Shard& shard() const { return shard_; }
-  int buckets() const { return reducer_ ? reducer_->buckets() : 0; }
-  // Bytes each rank puts through its gradient collectives per step.
-  int64_t bytes_per_step() const {
-    return dp_.size() == 1 ? 0 : static_cast<int64_t>(worker_.grads().size_bytes()) * (zero_ ? 2 : 1);
-  }
-  // Where the backward pass reports finished gradients (empty: no overlap).
-  GradientsReady ready() {
-    if (!reducer_ || !c_.parallel.overlap) return {};
-    return [this](int64_t offset) { reducer_->ready_from(offset); };
-  }
-  void begin() {
-    if (reducer_) reducer_->begin();
-  }
-  // The gradients this rank's optimizer uses: all of them, or its reduce-scattered shard.
-  std::span<float> owned_grads() { return zero_ ? grad_shard_->span() : worker_.grads(); }
-
-  // Sums the gradients over the group (each rank's loss scale is 1 / global tokens, so the sum is
-  // the global batch's gradient). Returns the seconds spent blocked on it.
-  double finish() {
-    if (reducer_) {
-      // Without overlap (a baseline for bench/dp_scaling.sh), line the ranks up first so that the
-      // wait measures the reductions alone, not one rank waiting for the other's backward pass.
-      if (!c_.parallel.overlap) dp_.barrier();
-      return reducer_->finish();
-    }
-    if (!zero_) return 0.0;
-    const auto start = Clock::now();
-    dp_.reduce_scatter_sum(worker_.grads(), grad_shard_->span())->wait();
-    return seconds_since(start);
-  }
-  // After the update of this rank's shard: every rank gathers the others'. Returns the seconds.
-  double gather_params() {
-    if (!zero_) return 0.0;
-    const auto start = Clock::now();
-    const auto params = worker_.params();
-    dp_.all_gather(params.subspan(static_cast<size_t>(shard_.begin), static_cast<size_t>(shard_.end - shard_.begin)),
-                   params)->wait();
-    return seconds_since(start);
-  }
-
- private:
-  const Config& c_;
-  Comm& dp_;
-  Worker& worker_;
-  bool zero_;
-  Shard shard_{0, 0};
-  std::unique_ptr<VectorOps<float>::Buffer> grad_shard_;
-  std::unique_ptr<GradReducer> reducer_;
-};
-
-// What a step does with non-finite values: every rank reaches the same verdict (the loss and the
-// norm are reduced over every rank), then skips the step together or stops the run.
-class NonfinitePolicy {
- public:
-  explicit NonfinitePolicy(const TrainConfig& t) : t_(t) {}
-  // Whether to apply the update; throws CollectiveError to stop.
-  bool admit(double loss, double grad_norm, int64_t step_number) {
-    if (std::isfinite(loss) && std::isfinite(grad_norm)) {
-      consecutive_ = 0;
-      return true;
-    }
-    ++consecutive_;
-    ++skipped_;
-    const std::string what = "training diverged at step " + std::to_string(step_number) + ": loss " +
-                             std::to_string(loss) + ", gradient norm " + std::to_string(grad_norm);
-    if (t_.nonfinite == "abort") {
-      throw CollectiveError(what + " (train.nonfinite = abort; lower train.lr or raise train.warmup)");
-    }
-    if (consecutive_ > t_.max_skips) {
-      throw CollectiveError(what + "; " + std::to_string(consecutive_) +
-                            " step(s) in a row skipped, more than train.max_skips = " + std::to_string(t_.max_skips) +
-                            " (lower train.lr or raise train.warmup)");
-    }
-    return false;
-  }
-  int64_t skipped() const { return skipped_; }
-
- private:
-  const TrainConfig& t_;
-  int64_t consecutive_ = 0, skipped_ = 0;
-};
-
 // One rank's share of training: its worker (its pipeline stage, the whole model when pp = 1), the
 // gradient sync, and the update the schedule's OptimizerStep runs: the loss and the preemption flag
 // reduced over every rank, the global gradient norm, clipping, the non-finite policy and AdamW
@@ -159,7 +59,9 @@ class RankTrainer {
         worker_(make_worker(c, comms)),
         sync_(c, worker_->comms().dp, *worker_),
         optimizer_(worker_->table(), c.train, sync_.shard().begin, sync_.shard().end, worker_->ops()),
-        nonfinite_(c.train) {
+        nonfinite_(c.train),
+        probe_(c, comms, *worker_),
+        checkpoint_state_(c, comms, *worker_, optimizer_, sync_) {
     const int world_rank = comms.world.rank();
     if (faults.nan_rank == world_rank) nan_step_ = faults.nan_step;
   }
@@ -168,7 +70,7 @@ class RankTrainer {
     return "kilolayer: " + std::to_string(c_.model.layers) + " layers, d_model " +
            std::to_string(c_.model.d_model) + ", " + std::to_string(ParamTable(c_.model).parameter_count()) +
            " parameters, dp " + std::to_string(dp_.size()) + " x pp " + std::to_string(c_.parallel.pp) + " x " +
-           std::to_string(threads) + " thread(s), recompute " + c_.parallel.recompute +
+           std::to_string(threads) + " thread(s), recompute " + name_of(c_.parallel.recompute) +
            (sync_.zero() ? ", ZeRO-1" : "") +
            (sync_.buckets() > 0 ? ", " + std::to_string(sync_.buckets()) + " gradient buckets" : "") + "; " +
            worker_->describe();
@@ -180,10 +82,7 @@ class RankTrainer {
   StepMetrics step(const TokenDataset& data, int64_t step, DiagnosticsRow* diagnostics = nullptr) {
     const auto start = Clock::now();
     sync_.begin();
-    if (diagnostics) {
-      stats_.reset(c_.model.layers);
-      worker_->collect(&stats_);
-    }
+    if (diagnostics) probe_.begin();
     double comm_wait = 0.0, loss = 0.0, grad_norm = 0.0;
     pipeline::StepHooks hooks;
     hooks.ready = sync_.ready();
@@ -193,7 +92,7 @@ class RankTrainer {
       comm_wait += sync_.finish();
     };
     hooks.optimizer_step = [&](double local_loss) {
-      worker_->collect(nullptr);
+      if (diagnostics) probe_.end_passes();
       // The loss and the preemption flag travel together: summed over the pipeline, then over the
       // replicas, every rank learns both from the whole world, with no collective of their own.
       double reduced[2] = {local_loss, preemption_requested() ? 1.0 : 0.0};
@@ -202,12 +101,12 @@ class RankTrainer {
       loss = reduced[0];
       preempted_ = reduced[1] > 0.0;
       grad_norm = global_grad_norm();
-      if (diagnostics) before_update_ = worker_->ops().to_host(worker_->params());
+      if (diagnostics) probe_.before_update();
       if (nonfinite_.admit(loss, grad_norm, step + 1)) {
         clip_to_norm(worker_->ops(), sync_.owned_grads(), grad_norm, c_.train.clip);
         comm_wait += update(learning_rate(c_.train, step), step + 1);
       }
-      if (diagnostics) *diagnostics = diagnose(step + 1);  // a skipped step: ratios 0
+      if (diagnostics) *diagnostics = probe_.row(step + 1);  // a skipped step: ratios 0
     };
     const StepWork work = worker_->step(data, step, hooks);
     const double step_time = seconds_since(start);
@@ -245,65 +144,12 @@ class RankTrainer {
   // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
   // Returns the bytes this rank wrote.
   int64_t save(const std::string& path, int64_t step, Comm& world) {
-    VectorOps<float>& ops = worker_->ops();
-    // Skipped steps leave the parameters as they were, so this holds unless something is broken;
-    // a failed check ends the job before the checkpoint is published.
-    KL_CHECK(std::isfinite(ops.sum_squares(worker_->params())),
-             "refusing to checkpoint non-finite parameters at step " + std::to_string(step));
-    HostState host = host_state();
-    if (sync_.zero()) {  // the moments are sharded: gather the whole buffer first
-      const auto m = ops.to_host(optimizer_.exp_avg()), v = ops.to_host(optimizer_.exp_avg_sq());
-      comms_.dp.all_gather(m, host.exp_avg)->wait();
-      comms_.dp.all_gather(v, host.exp_avg_sq)->wait();
-    } else {
-      ops.download(optimizer_.exp_avg(), host.exp_avg.data());
-      ops.download(optimizer_.exp_avg_sq(), host.exp_avg_sq.data());
-    }
-    ops.download(worker_->params(), host.params.data());
-    checkpoint::RankState state = host.state(*worker_);
-    state.writer = dp_.rank() == 0;
-    checkpoint::Header header;
-    header.step = step;
-    header.tokens_seen = step * c_.train.global_batch * int64_t{c_.model.seq_len};
-    header.config = c_.to_ini();
-    header.layout = "dp=" + std::to_string(dp_.size()) + " pp=" + std::to_string(c_.parallel.pp) + " schedule=" +
-                    c_.parallel.schedule + " virtual=" + std::to_string(c_.parallel.virtual_chunks) +
-                    " zero=" + std::to_string(c_.parallel.zero);
-    return checkpoint::write_file(path, header, c_.model, state, world, comms_.world_mpi);
+    return checkpoint_state_.save(path, step, world);
   }
-
   // This rank's tensors from the checkpoint file `path`, by global name.
-  void restore(const std::string& path) {
-    VectorOps<float>& ops = worker_->ops();
-    HostState host = host_state();
-    checkpoint::read_tensors(path, host.state(*worker_));
-    ops.upload(host.params.data(), worker_->params());
-    const auto& shard = sync_.shard();
-    ops.upload(host.exp_avg.data() + shard.begin, optimizer_.exp_avg());
-    ops.upload(host.exp_avg_sq.data() + shard.begin, optimizer_.exp_avg_sq());
-    worker_->params_changed();
-  }
+  void restore(const std::string& path) { checkpoint_state_.restore(path); }
 
  private:
-  // The worker's state in its own layout, in host memory, for the checkpoint code: the whole
-  // buffer of each, also under ZeRO-1, where the optimizer holds a shard of the moments.
-  struct HostState {
-    std::vector<float> params, exp_avg, exp_avg_sq;
-    checkpoint::RankState state(const Worker& worker) {
-      checkpoint::RankState s;
-      s.table = &worker.table();
-      s.params = params;
-      s.duplicate = worker.duplicate_range();
-      s.exp_avg = exp_avg;
-      s.exp_avg_sq = exp_avg_sq;
-      return s;
-    }
-  };
-  HostState host_state() const {
-    const size_t n = worker_->params().size();
-    return {std::vector<float>(n), std::vector<float>(n), std::vector<float>(n)};
-  }
-
   // NaN injection for tests (FaultInjection): as if the backward pass had produced one in the
   // middle of this rank's gradients, before any reduction sees it.
   void inject_nan() {
@@ -346,50 +192,6 @@ class RankTrainer {
     return wait;
   }
 
-  // The step's per-layer measurements, summed over the pipeline (disjoint layers) and over the
-  // data-parallel group (disjoint samples); the update ratios are the same on every replica.
-  DiagnosticsRow diagnose(int64_t step_number) {
-    const auto L = static_cast<size_t>(c_.model.layers);
-    std::vector<double> sums;  // grad, act, attn, mlp [L] each, final grad, final act; update, weight [L] each
-    for (const auto* v : {&stats_.grad_sq, &stats_.act_sq, &stats_.attn_sq, &stats_.mlp_sq}) {
-      sums.insert(sums.end(), v->begin(), v->end());
-    }
-    sums.push_back(stats_.final_grad_sq);
-    sums.push_back(stats_.final_act_sq);
-    const size_t batch_part = sums.size();
-    sums.resize(batch_part + 2 * L, 0.0);
-    const std::vector<float> params = worker_->ops().to_host(worker_->params());
-    for (const ParamSpec& spec : worker_->table().specs()) {
-      if (spec.layer < 0) continue;
-      for (int64_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
-        const double before = before_update_[static_cast<size_t>(i)], change = params[static_cast<size_t>(i)] - before;
-        sums[batch_part + static_cast<size_t>(spec.layer)] += change * change;
-        sums[batch_part + L + static_cast<size_t>(spec.layer)] += before * before;
-      }
-    }
-    comms_.pp.all_reduce_sum(sums);
-    comms_.dp.all_reduce_sum(std::span<double>(sums.data(), batch_part));
-    const double elements = double(c_.train.global_batch) * c_.model.seq_len * c_.model.d_model;
-    DiagnosticsRow row;
-    row.step = step_number;
-    auto column = [&](size_t part, bool rms) {
-      std::vector<double> out(L);
-      for (size_t l = 0; l < L; ++l) out[l] = std::sqrt(sums[part * L + l] / (rms ? elements : 1.0));
-      return out;
-    };
-    row.residual_grad_norm = column(0, false);
-    row.residual_rms = column(1, true);
-    row.attn_out_rms = column(2, true);
-    row.mlp_out_rms = column(3, true);
-    row.final_grad_norm = std::sqrt(sums[4 * L]);
-    row.final_rms = std::sqrt(sums[4 * L + 1] / elements);
-    row.update_ratio.resize(L);
-    for (size_t l = 0; l < L; ++l) {
-      row.update_ratio[l] = std::sqrt(sums[batch_part + l]) / std::max(std::sqrt(sums[batch_part + L + l]), 1e-30);
-    }
-    return row;
-  }
-
   // Every stage's wait and activation peak, gathered over the pipeline; the bubble is the mean
   // share of the step a stage spent waiting on its neighbours.
   PipelineMetrics pipeline_metrics(const StepWork& work, double step_time) {
@@ -409,7 +211,7 @@ class RankTrainer {
     double wait = 0.0;
     for (double w : m.stage_wait_s) wait += w;
     m.bubble = wait / (stages * step_time);
-    m.bubble_theory = pipeline::theoretical_bubble(pipeline::parse_schedule_kind(c_.parallel.schedule), stages,
+    m.bubble_theory = pipeline::theoretical_bubble(c_.parallel.schedule, stages,
                                                    c_.micro_batches(), c_.parallel.virtual_chunks);
     return m;
   }
@@ -424,8 +226,8 @@ class RankTrainer {
   NonfinitePolicy nonfinite_;
   int64_t nan_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets a NaN here
   bool preempted_ = false;
-  StreamStats stats_;                 // diagnostics: this rank's measurements of the step
-  std::vector<float> before_update_;  // diagnostics: the parameters before the update
+  LayerProbe probe_;
+  CheckpointState checkpoint_state_;
 };
 
 }  // namespace
