@@ -39,7 +39,6 @@ class CpuBackend {
  public:
   using Act = T;
   using Acc = T;
-  static constexpr bool kDevice = false;
   template <class U>
   using Buffer = std::vector<U>;
   template <class U>

@@ -22,7 +22,6 @@ class VectorOps {
   };
 
   virtual ~VectorOps() = default;
-  virtual bool device() const = 0;
   virtual std::unique_ptr<Buffer> alloc(int64_t n) = 0;
   // Zeroed host memory that download/upload move fastest (page-locked for a GPU backend), for
   // checkpoints.
@@ -52,7 +51,6 @@ class BackendVectorOps final : public VectorOps<typename Backend::Acc> {
   using Buffer = typename VectorOps<T>::Buffer;
   explicit BackendVectorOps(Backend& be) : be_(be) {}
 
-  bool device() const override { return Backend::kDevice; }
   std::unique_ptr<Buffer> alloc(int64_t n) override { return std::make_unique<Owned>(be_.template alloc<T>(n)); }
   std::unique_ptr<Buffer> alloc_host(int64_t n) override {
     return std::make_unique<OwnedHost>(be_.template alloc_host<T>(n));

@@ -22,7 +22,6 @@ class CudaBackend {
  public:
   using Act = T;
   using Acc = float;
-  static constexpr bool kDevice = true;
   template <class U>
   using Buffer = DeviceBuffer<U>;
   template <class U>

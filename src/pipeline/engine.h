@@ -46,7 +46,6 @@ struct StepPlan {
   int64_t first_sample = 0;  // global index of this rank's first sample of the step
   int micro_batch = 1;       // sequences per micro-batch
   double loss_scale = 1.0;   // dL/dlogit per token: 1 / tokens of the global batch
-  double loss_weight = 1.0;  // a micro-batch's mean loss counts this much in the step's loss
 };
 
 struct StepStats {

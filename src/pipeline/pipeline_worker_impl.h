@@ -64,7 +64,6 @@ class StageWorker final : public Worker {
     plan.first_sample = int64_t{comms_.dp.rank()} * per_rank;
     plan.micro_batch = c_.train.micro_batch;
     plan.loss_scale = 1.0 / (double(c_.train.global_batch) * c_.model.seq_len);
-    plan.loss_weight = double(c_.train.micro_batch) / c_.train.global_batch;
     StepHooks capped = hooks;
     if (hooks.ready) {
       const int64_t floor = tied_.second;  // 0 without a tied copy

@@ -54,8 +54,6 @@ class RankTrainer {
   RankTrainer(const Config& c, const TrainComms& comms, const FaultInjection& faults = {})
       : c_(c),
         comms_(comms),
-        dp_(comms.dp),
-        pp_(comms.pp),
         worker_(make_worker(c, comms)),
         sync_(c, worker_->comms().dp, *worker_),
         optimizer_(worker_->table(), c.train, sync_.shard().begin, sync_.shard().end, worker_->ops()),
@@ -69,7 +67,7 @@ class RankTrainer {
   std::string describe(int threads) const {
     return "kilolayer: " + std::to_string(c_.model.layers) + " layers, d_model " +
            std::to_string(c_.model.d_model) + ", " + std::to_string(ParamTable(c_.model).parameter_count()) +
-           " parameters, dp " + std::to_string(dp_.size()) + " x pp " + std::to_string(c_.parallel.pp) + " x " +
+           " parameters, dp " + std::to_string(comms_.dp.size()) + " x pp " + std::to_string(c_.parallel.pp) + " x " +
            std::to_string(threads) + " thread(s), recompute " + name_of(c_.parallel.recompute) +
            (sync_.zero() ? ", ZeRO-1" : "") +
            (sync_.buckets() > 0 ? ", " + std::to_string(sync_.buckets()) + " gradient buckets" : "") + "; " +
@@ -122,8 +120,8 @@ class RankTrainer {
   // each data-parallel rank evaluating its contiguous share.
   double validation_loss(const TokenDataset& val) {
     const int64_t total = int64_t{c_.train.eval_batches} * c_.train.global_batch;
-    const int64_t share = total / dp_.size();
-    const double sum = worker_->evaluate_sum(val, share * dp_.rank(), share, total);
+    const int64_t share = total / comms_.dp.size();
+    const double sum = worker_->evaluate_sum(val, share * comms_.dp.rank(), share, total);
     return comms_.dp.all_reduce_sum(comms_.pp.all_reduce_sum(sum)) / static_cast<double>(total);
   }
 
@@ -195,13 +193,13 @@ class RankTrainer {
   // Every stage's wait and activation peak, gathered over the pipeline; the bubble is the mean
   // share of the step a stage spent waiting on its neighbours.
   PipelineMetrics pipeline_metrics(const StepWork& work, double step_time) {
-    const int stages = pp_.size();
+    const int stages = comms_.pp.size();
     std::vector<double> values(static_cast<size_t>(3 * stages), 0.0);
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
-    values[static_cast<size_t>(pp_.rank())] = work.p2p_wait_s;
-    values[static_cast<size_t>(stages + pp_.rank())] = work.activation_bytes / (1 << 20);
-    values[static_cast<size_t>(2 * stages + pp_.rank())] = double(usage.ru_maxrss) / 1024;  // KiB on Linux
+    values[static_cast<size_t>(comms_.pp.rank())] = work.p2p_wait_s;
+    values[static_cast<size_t>(stages + comms_.pp.rank())] = work.activation_bytes / (1 << 20);
+    values[static_cast<size_t>(2 * stages + comms_.pp.rank())] = double(usage.ru_maxrss) / 1024;  // KiB on Linux
     comms_.pp.all_reduce_sum(values);
     PipelineMetrics m;
     const auto at = [&](int part) { return values.begin() + part * stages; };
@@ -217,9 +215,7 @@ class RankTrainer {
   }
 
   const Config& c_;
-  TrainComms comms_;
-  Comm& dp_;
-  Comm& pp_;
+  TrainComms comms_;  // host groups
   std::unique_ptr<Worker> worker_;
   GradSync sync_;
   AdamW<float> optimizer_;
