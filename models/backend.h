@@ -72,7 +72,6 @@ class CpuBackend {
   const Act* as_act(const Acc* x, Act* /*scratch*/, int64_t /*n*/) const { return x; }
   // The master weights after they changed: the passes read them directly.
   void convert_weights(Act* /*copy*/, const Acc* /*master*/, int64_t /*n*/) const {}
-  void synchronize() const {}
   std::string describe() const { return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)"; }
 
   // --- the model's ops (src/kernels/cpu/ops.h has their contracts) ---

@@ -69,7 +69,6 @@ class CudaBackend {
     KL_CHECK_CUDA(cudaMemcpyAsync(host, from, static_cast<size_t>(n) * sizeof(U), cudaMemcpyDeviceToHost, stream_));
     KL_CHECK_CUDA(cudaStreamSynchronize(stream_));
   }
-  void synchronize() { KL_CHECK_CUDA(cudaStreamSynchronize(stream_)); }
   template <class From, class To>
   void convert(To* out, const From* in, int64_t n) {
     cuda::convert<From, To>(out, in, n, stream_);

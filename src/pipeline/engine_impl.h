@@ -147,8 +147,9 @@ void Engine<Backend>::send(std::span<const S> data, int peer, int tag) {
   auto& staging = message_buffers_[static_cast<size_t>(buffer)];
   KL_CHECK(static_cast<int64_t>(data.size()) <= static_cast<int64_t>(staging.size()),
            "a pipeline message larger than its staging buffer");
+  // Queued on the backend's stream; a device communicator (NCCL) orders its own stream after that
+  // stream's work before it reads the staging buffer, so no host synchronisation is needed here.
   stage_.backend().copy(staging.data(), data.data(), static_cast<int64_t>(data.size()));
-  stage_.backend().synchronize();  // the communicator reads it from its own stream
   // Where receives are not posted ahead (fused communicators, NCCL), a receive that follows at once
   // goes into one group with the send: the neighbour posts the mirror image (its send, then this
   // receive's match), and both pairs progress together (Megatron's batched send/recv).
