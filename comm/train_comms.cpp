@@ -12,6 +12,7 @@ DeviceComms make_device_comms(const TrainComms& host, cudaStream_t compute) {
   // one group of each kind, so no rank waits in a dp init while its peer waits in a pp one.
   device.dp = make_nccl_comm(host.dp, compute);
   device.pp = make_nccl_comm(host.pp, compute);
+  device.pp_down = make_nccl_comm(host.pp, compute);
   device.embedding = make_nccl_comm(host.embedding, compute);
   device.world = &host.world;
   device.world_mpi = host.world_mpi;

@@ -25,6 +25,11 @@ void check(ScheduleKind kind, int p, int m, int v) {
   const auto stages = all_stages(kind, p, m, v);
   const Simulation sim = simulate(stages, v);
   ASSERT_EQ(sim.error, "");
+  // The same lists on NCCL (sends that block until matched, no tags): no deadlock, no mismatch.
+  // (One stage with several chunks never runs: a one-stage pipeline is 1F1B over one chunk.)
+  if (p > 1 || v == 1) {
+    ASSERT_EQ(check_rendezvous(stages), "");
+  }
   if (kind == ScheduleKind::kZB1 && m < p) {
     // Too few micro-batches to fill the pipeline: the last one's forward and backward chains bound
     // the step (2m + 2p - 1 units), still below 1F1B's 3(m + p - 1) once p > 1.
@@ -46,6 +51,24 @@ void check(ScheduleKind kind, int p, int m, int v) {
         break;
     }
   }
+}
+
+// A send and the receive right after it go out together on NCCL; apart, two stages that each send
+// first wait forever for a receive queued behind the other's send (MPI's non-blocking sends do not).
+TEST(Schedule, RendezvousNeedsTheSendAndItsReceiveTogether) {
+  Schedule first, second;
+  first.instructions = {SendActivation{0, 0}, RecvGrad{0, 0}};
+  second.instructions = {SendGrad{0, 0}, RecvActivation{0, 0}};
+  EXPECT_EQ(check_rendezvous({first, second}), "");
+  // Each stage waits for its send (ReduceGrads) before posting the receive the other's send needs.
+  first.instructions = {SendActivation{0, 0}, ReduceGrads{}, RecvGrad{0, 0}};
+  second.instructions = {SendGrad{0, 0}, ReduceGrads{}, RecvActivation{0, 0}};
+  EXPECT_EQ(simulate({first, second}, 1).error, "");  // MPI's sends complete without the receive
+  EXPECT_NE(check_rendezvous({first, second}).find("deadlock"), std::string::npos);
+  // Without tags, the order alone pairs messages: receiving micro-batch 1 before 0 is caught.
+  first.instructions = {SendActivation{0, 0}, SendActivation{1, 0}};
+  second.instructions = {RecvActivation{1, 0}, RecvActivation{0, 0}};
+  EXPECT_NE(check_rendezvous({first, second}).find("different messages"), std::string::npos);
 }
 
 TEST(Schedule, GPipeAnd1F1B) {

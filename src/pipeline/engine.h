@@ -2,9 +2,11 @@
 // exec_* function per instruction kind, chosen by std::visit. Activations and gradients travel to
 // and from the neighbouring stages as non-blocking point-to-point messages: every receive is
 // posted ahead of the instruction that needs it (a window of kReceivesAhead), every send returns at
-// once and completes behind the following computation. On a communicator that fuses operations
-// (NCCL, whose sends block its stream until matched) nothing is posted ahead: a send and the
-// receive right after it go out as one group instead. Activation buffers come from the stage's
+// once and completes behind the following computation. On communicators that fuse operations
+// (NCCL, whose sends block its stream until matched) nothing is posted ahead: a send goes out in one
+// group with the point-to-point instructions after it up to the next computation, a receive
+// included, and each direction has a communicator of its own; src/pipeline/simulator.h's
+// check_rendezvous proves that deadlock-free for every schedule (tests/test_schedule.cpp). Activation buffers come from the stage's
 // slots, as many as the schedule declares; needing more is a hard error.
 //
 // The list is the whole step: ReduceGrads and OptimizerStep run the hooks the rank's trainer
@@ -60,8 +62,10 @@ class Engine {
   using S = typename Backend::Acc;
   static_assert(std::is_same_v<S, float>, "pipeline messages are fp32");
 
-  // `pipeline`: the communicator of this rank's pipeline, rank = stage.
-  Engine(Stage<Backend>& stage, Comm& pipeline, Schedule schedule, int micro_batches);
+  // `up` and `down`: this rank's pipeline (rank = stage) for messages to a higher and to a lower
+  // stage; the same communicator where it progresses both directions independently (MPI), two
+  // where each runs its operations in order on one stream (NCCL).
+  Engine(Stage<Backend>& stage, Comm& up, Comm& down, Schedule schedule, int micro_batches);
 
   // Runs the list: zeroes the stage's gradients, accumulates the micro-batches' into them, and
   // executes ReduceGrads and OptimizerStep through `hooks`. `ready` hears, as the last backward pass
@@ -108,6 +112,9 @@ class Engine {
   void post_next_receive();
   void receive(const Message& message);
   void send(std::span<const S> data, int peer, int tag);
+  void post_send(const Instruction& instruction);
+  void post_run(const Instruction& send);
+  Comm& toward(int stage) { return stage > stage_.layout().stage ? up_ : down_; }
   void poll_sends();
   void wait_sends();
   int tag(Kind kind, int mb, int receiver_global_chunk) const;
@@ -117,12 +124,14 @@ class Engine {
   int32_t* targets(int mb) { return targets_.data() + int64_t{mb} * plan_.micro_batch * seq_len_; }
 
   Stage<Backend>& stage_;
-  Comm& pipeline_;
+  Comm& up_;
+  Comm& down_;
   Schedule schedule_;
   int micro_batches_, seq_len_;
   std::vector<Message> receive_order_;  // the list's receives, in order
   size_t receives_ahead_;               // kReceivesAhead, or 0 where the communicator fuses (NCCL)
-  const Instruction* next_ = nullptr;   // the instruction after the one executing
+  size_t pc_ = 0;                       // the instruction executing
+  size_t posted_until_ = 0;             // fused: instructions before this one are posted
 
   // Per step.
   const TokenDataset* data_ = nullptr;

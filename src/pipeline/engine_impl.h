@@ -20,14 +20,16 @@ inline double seconds_since(Clock::time_point start) {
 }  // namespace engine_detail
 
 template <class Backend>
-Engine<Backend>::Engine(Stage<Backend>& stage, Comm& pipeline, Schedule schedule, int micro_batches)
+Engine<Backend>::Engine(Stage<Backend>& stage, Comm& up, Comm& down, Schedule schedule, int micro_batches)
     : stage_(stage),
-      pipeline_(pipeline),
+      up_(up),
+      down_(down),
       schedule_(std::move(schedule)),
       micro_batches_(micro_batches),
       seq_len_(stage.config().seq_len),
-      receives_ahead_(pipeline.memory() == Memory::kDevice ? 0 : kReceivesAhead) {
-  KL_CHECK(pipeline_.size() == stage_.layout().stages, "the pipeline communicator has one rank per stage");
+      receives_ahead_(up.memory() == Memory::kDevice ? 0 : kReceivesAhead) {
+  KL_CHECK(up_.size() == stage_.layout().stages && down_.size() == stage_.layout().stages,
+           "the pipeline communicators have one rank per stage");
   KL_CHECK(schedule_.buffers <= stage_.buffers(), "the stage has fewer activation buffers than the schedule declares");
   for (const Instruction& instruction : schedule_.instructions) {
     if (const auto* r = std::get_if<RecvActivation>(&instruction)) receive_order_.push_back({Kind::kActivation, r->mb, r->chunk});
@@ -63,12 +65,10 @@ StepStats Engine<Backend>::train_step(const TokenDataset& data, const StepPlan& 
   next_receive_ = 0;
   received_ = -1;
   post_receives();
-  const auto& list = schedule_.instructions;
-  for (size_t i = 0; i < list.size(); ++i) {
-    next_ = i + 1 < list.size() ? &list[i + 1] : nullptr;
-    std::visit([this](const auto& x) { exec(x); }, list[i]);
+  posted_until_ = 0;
+  for (pc_ = 0; pc_ < schedule_.instructions.size(); ++pc_) {
+    std::visit([this](const auto& x) { exec(x); }, schedule_.instructions[pc_]);
   }
-  next_ = nullptr;
   KL_CHECK(slot_of_.empty() && posted_.empty() && sends_.empty(), "a pipeline step ended with work in flight");
   hooks_ = nullptr;
   return stats_;
@@ -123,7 +123,7 @@ void Engine<Backend>::post_next_receive() {
   const int buffer = acquire_buffer();
   auto& staging = message_buffers_[static_cast<size_t>(buffer)];
   std::span<float> into(staging.data(), static_cast<size_t>(staging.size()));
-  posted_.push_back({m, buffer, pipeline_.irecv(into, peer_stage(sender), tag(m.kind, m.mb, global))});
+  posted_.push_back({m, buffer, toward(peer_stage(sender)).irecv(into, peer_stage(sender), tag(m.kind, m.mb, global))});
 }
 
 template <class Backend>
@@ -150,15 +150,48 @@ void Engine<Backend>::send(std::span<const S> data, int peer, int tag) {
   // Queued on the backend's stream; a device communicator (NCCL) orders its own stream after that
   // stream's work before it reads the staging buffer, so no host synchronisation is needed here.
   stage_.backend().copy(staging.data(), data.data(), static_cast<int64_t>(data.size()));
-  // Where receives are not posted ahead (fused communicators, NCCL), a receive that follows at once
-  // goes into one group with the send: the neighbour posts the mirror image (its send, then this
-  // receive's match), and both pairs progress together (Megatron's batched send/recv).
-  const std::unique_ptr<CommGroup> group = pipeline_.fuse();
-  sends_.emplace_back(buffer, pipeline_.isend(std::span<const float>(staging.data(), data.size()), peer, tag));
-  const bool receive_follows =
-      next_ && (std::holds_alternative<RecvActivation>(*next_) || std::holds_alternative<RecvGrad>(*next_));
-  if (group && receive_follows && posted_.empty() && next_receive_ < receive_order_.size()) post_next_receive();
+  sends_.emplace_back(buffer, toward(peer).isend(std::span<const float>(staging.data(), data.size()), peer, tag));
   poll_sends();
+}
+
+template <class Backend>
+void Engine<Backend>::post_send(const Instruction& instruction) {
+  if (const auto* x = std::get_if<SendActivation>(&instruction)) {
+    const int global = stage_.layout().global_chunk(x->chunk);
+    send(stage_.output(slot_of_.at({x->mb, x->chunk}), x->chunk, plan_.micro_batch), peer_stage(global + 1),
+         tag(Kind::kActivation, x->mb, global + 1));
+  } else if (const auto* x = std::get_if<SendGrad>(&instruction)) {
+    const int global = stage_.layout().global_chunk(x->chunk);
+    send(stage_.input_grad(plan_.micro_batch), peer_stage(global - 1), tag(Kind::kGrad, x->mb, global - 1));
+  }
+}
+
+// A send; where receives are not posted ahead (NCCL), with the point-to-point instructions after it
+// up to the next computation (loads skipped) in one group: their data is ready (no computation
+// comes between), and the neighbours post the mirror image, so the pairs progress together
+// (Megatron's batched send/recv).
+template <class Backend>
+void Engine<Backend>::post_run(const Instruction& instruction) {
+  if (pc_ < posted_until_) return;  // posted with an earlier send's run
+  if (receives_ahead_ > 0) return post_send(instruction);
+  const std::unique_ptr<CommGroup> up_group = up_.fuse();
+  const std::unique_ptr<CommGroup> down_group = &down_ != &up_ ? down_.fuse() : nullptr;
+  post_send(instruction);
+  const auto& list = schedule_.instructions;
+  size_t i = pc_ + 1;
+  for (; i < list.size(); ++i) {
+    if (std::holds_alternative<LoadMicroBatch>(list[i])) continue;
+    if (std::holds_alternative<SendActivation>(list[i]) || std::holds_alternative<SendGrad>(list[i])) {
+      post_send(list[i]);
+    } else if (std::holds_alternative<RecvActivation>(list[i]) || std::holds_alternative<RecvGrad>(list[i])) {
+      post_next_receive();
+      ++i;
+      break;
+    } else {
+      break;
+    }
+  }
+  posted_until_ = i;
 }
 
 template <class Backend>
@@ -213,16 +246,13 @@ void Engine<Backend>::exec(const Forward& x) {
 }
 
 template <class Backend>
-void Engine<Backend>::exec(const SendActivation& x) {
-  const int global = stage_.layout().global_chunk(x.chunk);
-  send(stage_.output(slot_of_.at({x.mb, x.chunk}), x.chunk, plan_.micro_batch), peer_stage(global + 1),
-       tag(Kind::kActivation, x.mb, global + 1));
+void Engine<Backend>::exec(const SendActivation&) {
+  post_run(schedule_.instructions[pc_]);
 }
 
 template <class Backend>
-void Engine<Backend>::exec(const SendGrad& x) {
-  const int global = stage_.layout().global_chunk(x.chunk);
-  send(stage_.input_grad(plan_.micro_batch), peer_stage(global - 1), tag(Kind::kGrad, x.mb, global - 1));
+void Engine<Backend>::exec(const SendGrad&) {
+  post_run(schedule_.instructions[pc_]);
 }
 
 template <class Backend>
@@ -299,7 +329,7 @@ double Engine<Backend>::evaluate_sum(const TokenDataset& data, int64_t begin, in
         buffer = acquire_buffer();
         std::span<float> into(message_buffers_[static_cast<size_t>(buffer)].data(),
                               static_cast<size_t>(int64_t{B} * seq_len_ * stage_.config().d_model));
-        pipeline_.irecv(into, peer_stage(global - 1), tag(Kind::kEval, piece, global))->wait();
+        toward(peer_stage(global - 1)).irecv(into, peer_stage(global - 1), tag(Kind::kEval, piece, global))->wait();
         input = into.data();
       }
       stage_.forward(0, chunk, B, input, tokens_.data(), targets_.data(), {}, /*training=*/false);

@@ -36,7 +36,7 @@ class StageWorker final : public Worker {
         stage_(*be_, c.model, stage_layout(c, data.pp.rank()), c.train.micro_batch,
                make_schedule(kind_, data.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks).buffers,
                c.parallel.recompute == Recompute::kBlock, kind_ == ScheduleKind::kZB1, data.dp.size()),
-        engine_(stage_, data.pp,
+        engine_(stage_, data.pp, data.pipeline_down(),
                 make_schedule(kind_, data.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks),
                 c.micro_batches()) {
     stage_.init(static_cast<uint64_t>(c.train.seed));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -116,6 +117,149 @@ Simulation simulate(const std::vector<Schedule>& schedules, int chunks, const Co
   }
   if (result.makespan > 0) result.bubble = 1.0 - busy / (p * result.makespan);
   return result;
+}
+
+namespace {
+
+// One point-to-point operation as the engine posts it: which message, to or from which stage.
+struct P2p {
+  bool send;
+  int peer;
+  MessageKey message;  // (is gradient, micro-batch, the receiving global chunk)
+  int order = 0;       // its position among this stream's operations with `peer` in this direction
+  bool done = false;
+};
+
+// One communicator's stream on one stage: the groups issued to it, run one after another.
+struct Stream {
+  std::vector<std::vector<P2p>> groups;
+  size_t running = 0;                          // the first group not done
+  std::map<std::pair<bool, int>, int> issued;  // (send, peer) -> operations issued so far
+  bool idle() const { return running >= groups.size(); }
+};
+
+struct HostState {
+  size_t pc = 0;
+  Stream streams[2];  // messages to a higher stage, to a lower one (the engine's two communicators)
+  size_t posted_until = 0;                          // instructions before this one are posted
+  std::pair<int, size_t> receive_group{0, 0};       // (stream, group) of the receive posted last
+};
+
+// Messages between two stages go on the communicator of their direction: upwards (to a higher
+// stage index) on stream 0, downwards on stream 1.
+int stream_of(int stage, const P2p& op) { return (op.send ? op.peer > stage : op.peer < stage) ? 0 : 1; }
+
+}  // namespace
+
+std::string check_rendezvous(const std::vector<Schedule>& schedules) {
+  const int p = static_cast<int>(schedules.size());
+  std::vector<HostState> state(static_cast<size_t>(p));
+  // The operation an instruction posts, or none.
+  auto operation = [&](int s, const Instruction& ins) -> std::optional<P2p> {
+    const auto global = [&](int chunk) { return chunk * p + s; };
+    const auto stage_of = [&](int g) { return g % p; };
+    if (const auto* x = std::get_if<SendActivation>(&ins)) {
+      return P2p{true, stage_of(global(x->chunk) + 1), {false, x->mb, global(x->chunk) + 1}};
+    }
+    if (const auto* x = std::get_if<SendGrad>(&ins)) {
+      return P2p{true, stage_of(global(x->chunk) - 1), {true, x->mb, global(x->chunk) - 1}};
+    }
+    if (const auto* x = std::get_if<RecvActivation>(&ins)) {
+      return P2p{false, stage_of(global(x->chunk) - 1), {false, x->mb, global(x->chunk)}};
+    }
+    if (const auto* x = std::get_if<RecvGrad>(&ins)) {
+      return P2p{false, stage_of(global(x->chunk) + 1), {true, x->mb, global(x->chunk)}};
+    }
+    return std::nullopt;
+  };
+  auto group_done = [](const Stream& st, size_t g) {
+    return std::all_of(st.groups[g].begin(), st.groups[g].end(), [](const P2p& op) { return op.done; });
+  };
+  std::string error;
+  for (bool progress = true; progress && error.empty();) {
+    progress = false;
+    // The hosts: issue groups, wait at receives and at ReduceGrads.
+    for (int s = 0; s < p; ++s) {
+      HostState& st = state[static_cast<size_t>(s)];
+      const auto& list = schedules[static_cast<size_t>(s)].instructions;
+      while (st.pc < list.size()) {
+        const Instruction& ins = list[st.pc];
+        const std::optional<P2p> op = operation(s, ins);
+        if (op && st.pc >= st.posted_until) {
+          // A send goes out in one group with every point-to-point operation after it up to the
+          // next computation (loads skipped), a receive included; a receive alone goes out alone.
+          std::vector<P2p> fused{*op};
+          size_t end = st.pc + 1;
+          for (size_t i = end; op->send && i < list.size(); ++i) {
+            if (std::holds_alternative<LoadMicroBatch>(list[i])) continue;
+            const std::optional<P2p> next = operation(s, list[i]);
+            if (!next) break;
+            fused.push_back(*next);
+            end = i + 1;
+            if (!next->send) break;
+          }
+          std::vector<P2p> per_stream[2];
+          for (P2p& x : fused) {
+            Stream& stream = st.streams[stream_of(s, x)];
+            x.order = stream.issued[{x.send, x.peer}]++;
+            if (!x.send) st.receive_group = {stream_of(s, x), stream.groups.size()};
+            per_stream[stream_of(s, x)].push_back(x);
+          }
+          for (int k = 0; k < 2; ++k) {
+            if (!per_stream[k].empty()) st.streams[k].groups.push_back(std::move(per_stream[k]));
+          }
+          st.posted_until = end;
+        }
+        if (op && !op->send) {  // the host waits for a receive
+          const Stream& stream = st.streams[st.receive_group.first];
+          if (!group_done(stream, st.receive_group.second)) break;
+        }
+        if (std::holds_alternative<ReduceGrads>(ins) && !(st.streams[0].idle() && st.streams[1].idle())) {
+          break;  // wait_sends: every issued group done
+        }
+        ++st.pc;
+        progress = true;
+      }
+    }
+    // The streams: an operation completes when the peer's stream of the same communicator runs a
+    // group holding its match; a group is done when all of its operations are.
+    for (int s = 0; s < p && error.empty(); ++s) {
+      for (int k = 0; k < 2 && error.empty(); ++k) {
+        Stream& st = state[static_cast<size_t>(s)].streams[k];
+        if (st.idle()) continue;
+        for (P2p& op : st.groups[st.running]) {
+          if (op.done) continue;
+          Stream& peer = state[static_cast<size_t>(op.peer)].streams[k];
+          if (peer.idle()) continue;
+          for (P2p& other : peer.groups[peer.running]) {
+            if (other.done || other.send == op.send || other.peer != s || other.order != op.order) continue;
+            if (other.message != op.message) {
+              error = "stage " + std::to_string(s) + " and stage " + std::to_string(op.peer) +
+                      " pair two different messages (no tags to tell them apart)";
+              break;
+            }
+            op.done = other.done = true;
+            progress = true;
+          }
+        }
+        for (HostState& host : state) {
+          for (Stream& any : host.streams) {
+            while (!any.idle() && group_done(any, any.running)) ++any.running;
+          }
+        }
+      }
+    }
+  }
+  if (!error.empty()) return error;
+  for (int s = 0; s < p; ++s) {
+    const HostState& st = state[static_cast<size_t>(s)];
+    const auto& list = schedules[static_cast<size_t>(s)].instructions;
+    if (st.pc < list.size()) return "stage " + std::to_string(s) + ": deadlock at " + to_string(list[st.pc]);
+    if (!st.streams[0].idle() || !st.streams[1].idle()) {
+      return "stage " + std::to_string(s) + ": an operation never completes";
+    }
+  }
+  return "";
 }
 
 }  // namespace kl::pipeline

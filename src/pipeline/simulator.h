@@ -25,4 +25,12 @@ struct Simulation {
 
 Simulation simulate(const std::vector<Schedule>& stages, int virtual_chunks, const Costs& costs = {});
 
+// The same lists as the engine issues them on a communicator without tags whose sends block until
+// matched (NCCL; src/pipeline/engine.h): nothing is posted ahead, a send goes out in one group with
+// the receive that follows it, each stage's operations run one group after another on its stream,
+// a message between two stages matches the peer's operation of the same position in their order,
+// and the host waits at each receive and, at ReduceGrads, for its sends. Returns "" when every
+// stage finishes and every pair matches the same message; else the first deadlock or mismatch.
+std::string check_rendezvous(const std::vector<Schedule>& stages);
+
 }  // namespace kl::pipeline
