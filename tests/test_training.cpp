@@ -70,6 +70,20 @@ TEST(Training, MicroBatchingAndRecomputeMatchTheWholeBatch) {
   }
 }
 
+// One process is a one-stage 1F1B pipeline over one chunk, whatever schedule and chunks the config
+// names for pp > 1: the same losses, bit for bit.
+TEST(Training, OneStageIgnoresThePipelineSchedule) {
+  std::ostringstream log;
+  const auto plain = train_solo(small_config("one_stage", {"--train.micro_batch=2"}), log);
+  const auto named = train_solo(small_config("one_stage_interleaved",
+                                             {"--train.micro_batch=2", "--parallel.schedule=interleaved",
+                                              "--parallel.virtual=2", "--parallel.stage_layers=3,1"}),
+                                log);
+  const auto gpipe = train_solo(small_config("one_stage_gpipe", {"--train.micro_batch=2", "--parallel.schedule=gpipe"}), log);
+  EXPECT_EQ(named.losses, plain.losses);
+  EXPECT_EQ(gpipe.losses, plain.losses);
+}
+
 TEST(Training, WritesMetricsAndEffectiveConfig) {
   std::ostringstream log;
   const Config c = small_config("metrics", {"--train.micro_batch=4", "--run.log_every=2"});

@@ -12,9 +12,15 @@
 
 namespace kl::pipeline {
 
-// One process runs the whole model as a one-stage 1F1B pipeline: F0 B0 F1 B1 ... in one buffer.
-inline ScheduleKind schedule_kind(const Config& c) {
-  return c.parallel.pp == 1 ? ScheduleKind::k1F1B : c.parallel.schedule;
+// The config the walk runs: one process runs the whole model as a one-stage 1F1B pipeline over one
+// chunk (F0 B0 F1 B1 ... in one buffer), whatever schedule, chunks and split it names for pp > 1.
+inline Config walk_config(Config c) {
+  if (c.parallel.pp == 1) {
+    c.parallel.schedule = ScheduleKind::k1F1B;
+    c.parallel.virtual_chunks = 1;
+    c.parallel.stage_layers.clear();
+  }
+  return c;
 }
 
 // With tied embeddings the first stage uses the token embedding to embed and the last as its head;
@@ -24,24 +30,25 @@ inline ScheduleKind schedule_kind(const Config& c) {
 template <class Backend>
 class StageWorker final : public Worker {
  public:
-  StageWorker(const Config& c, const TrainComms& host, const TrainComms& data, std::unique_ptr<Backend> backend,
+  StageWorker(const Config& config, const TrainComms& host, const TrainComms& data, std::unique_ptr<Backend> backend,
               std::shared_ptr<void> owned)
-      : c_(c),
+      : c_(walk_config(config)),
         host_(host),
         comms_(data),
         owned_(std::move(owned)),
-        kind_(schedule_kind(c)),
+        kind_(c_.parallel.schedule),
         be_(std::move(backend)),
         ops_(*be_),
-        stage_(*be_, c.model, stage_layout(c, data.pp.rank()), c.train.micro_batch,
-               make_schedule(kind_, data.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks).buffers,
-               c.parallel.recompute == Recompute::kBlock, kind_ == ScheduleKind::kZB1, data.dp.size()),
+        stage_(*be_, c_.model, stage_layout(c_, data.pp.rank()), c_.train.micro_batch,
+               make_schedule(kind_, data.pp.rank(), c_.parallel.pp, c_.micro_batches(), c_.parallel.virtual_chunks)
+                   .buffers,
+               c_.parallel.recompute == Recompute::kBlock, kind_ == ScheduleKind::kZB1, data.dp.size()),
         engine_(stage_, data.pp, data.pipeline_down(),
-                make_schedule(kind_, data.pp.rank(), c.parallel.pp, c.micro_batches(), c.parallel.virtual_chunks),
-                c.micro_batches()) {
-    stage_.init(static_cast<uint64_t>(c.train.seed));
+                make_schedule(kind_, data.pp.rank(), c_.parallel.pp, c_.micro_batches(), c_.parallel.virtual_chunks),
+                c_.micro_batches()) {
+    stage_.init(static_cast<uint64_t>(c_.train.seed));
     const ParamSpec* token = stage_.table().find("embed.token.weight");
-    if (c.model.tie_embeddings && token && c.parallel.pp > 1) {  // one stage: one tensor, no copy
+    if (c_.model.tie_embeddings && token && c_.parallel.pp > 1) {  // one stage: one tensor, no copy
       tied_ = {token->offset, token->offset + token->numel()};
       KL_CHECK(data.embedding.size() == 2, "the tied embedding's group is the first and the last stage");
     }
@@ -140,7 +147,7 @@ class StageWorker final : public Worker {
  private:
   static constexpr int kGatherTag = 1 << 20;
 
-  const Config& c_;
+  const Config c_;  // walk_config's
   TrainComms host_, comms_;  // host groups; the groups that move this backend's buffers
   std::shared_ptr<void> owned_;  // what comms_ needs kept alive (a GPU run's NCCL communicators)
   ScheduleKind kind_;
