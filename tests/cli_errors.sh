@@ -3,24 +3,7 @@
 # message naming the culprit.
 set -u
 bin=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
-
-# expect_error NAME PATTERN -- ARGS...: the command fails with exit 2 and stderr matches PATTERN.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 3
-  local err status
-  err=$("$@" 2>&1 >/dev/null)
-  status=$?
-  if [ "$status" -eq 2 ] && grep -q -- "$pattern" <<<"$err"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name: exit $status, stderr: $err (wanted /$pattern/)"
-  fi
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 printf 'hello kilolayer, a small text to tokenise.\n%.0s' {1..50} >"$work/text.txt"
 "$bin" data --out "$work/data" --block 64 "$work/text.txt" >/dev/null || { echo "FAIL: data command"; exit 1; }
@@ -97,11 +80,6 @@ else
 fi
 
 # And the good config trains.
-if "$bin" train --config "$work/ok.ini" >/dev/null 2>&1 && [ -s "$work/run/metrics.jsonl" ]; then
-  passed=$((passed + 1))
-else
-  failed=$((failed + 1))
-  echo "FAIL: the valid config did not train"
-fi
-echo "cli_errors: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+trains() { "$bin" train --config "$work/ok.ini" >/dev/null 2>&1 && [ -s "$work/run/metrics.jsonl" ]; }
+check "the valid config trains" trains
+report cli_errors

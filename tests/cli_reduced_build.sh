@@ -5,24 +5,7 @@
 #   tests/cli_reduced_build.sh KILOLAYER MPI(ON|OFF) HDF5(ON|OFF)
 set -u
 bin=$1 mpi=$2 hdf5=$3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
-
-# expect_error NAME PATTERN ARGS...: exit 2, stderr matches PATTERN, no metrics written.
-expect_error() {
-  local name=$1 pattern=$2 err status
-  shift 2
-  rm -rf "$work/run"
-  err=$("$bin" "$@" 2>&1 >/dev/null)
-  status=$?
-  if [ "$status" -eq 2 ] && grep -q -- "$pattern" <<<"$err" && [ ! -e "$work/run/metrics.jsonl" ]; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL $name: exit $status, stderr: $err (wanted exit 2 and /$pattern/)"
-  fi
-}
+source "$(dirname "$0")/cli_lib.sh"
 
 printf 'a small text for a reduced build of kilolayer to learn from.\n%.0s' {1..80} >"$work/text.txt"
 "$bin" data --out "$work/data" --block 64 "$work/text.txt" >/dev/null || { echo "FAIL: data command"; exit 1; }
@@ -49,34 +32,28 @@ threads = 1
 INI
 
 if [ "$mpi" = OFF ]; then
-  expect_error "dp without MPI" "built without MPI" train --config "$work/ok.ini" --parallel.dp=2 --train.micro_batch=1
-  expect_error "pp without MPI" "parallel.dp x parallel.pp = 2.*without MPI" train --config "$work/ok.ini" --parallel.pp=2
+  expect_error "dp without MPI" "built without MPI" -- "$bin" train --config "$work/ok.ini" --parallel.dp=2 --train.micro_batch=1
+  expect_error "pp without MPI" "parallel.dp x parallel.pp = 2.*without MPI" -- "$bin" train --config "$work/ok.ini" --parallel.pp=2
 fi
 if [ "$hdf5" = OFF ]; then
   expect_error "checkpoint.dir without HDF5" "checkpoint.dir.*without HDF5" \
-    train --config "$work/ok.ini" --checkpoint.dir="$work/ckpt"
+    -- "$bin" train --config "$work/ok.ini" --checkpoint.dir="$work/ckpt"
   sed 's/^dir = none$/dir =/' "$work/ok.ini" >"$work/empty_dir.ini"  # "": <run.dir>/checkpoints
-  expect_error "default checkpoint dir spelled out" "checkpoint.dir.*without HDF5" train --config "$work/empty_dir.ini"
+  expect_error "default checkpoint dir spelled out" "checkpoint.dir.*without HDF5" -- "$bin" train --config "$work/empty_dir.ini"
   expect_error "resume from a path without HDF5" "checkpoint.resume.*without HDF5" \
-    train --config "$work/ok.ini" --checkpoint.resume="$work/ckpt"
-  expect_error "diagnostics without HDF5" "run.diag_every.*without HDF5" train --config "$work/ok.ini" --run.diag_every=1
-  expect_error "eval of a checkpoint without HDF5" "without HDF5" eval --config "$work/ok.ini" --checkpoint "$work/ckpt"
-  expect_error "inspect without HDF5" "without HDF5" inspect "$work/ckpt"
+    -- "$bin" train --config "$work/ok.ini" --checkpoint.resume="$work/ckpt"
+  expect_error "diagnostics without HDF5" "run.diag_every.*without HDF5" -- "$bin" train --config "$work/ok.ini" --run.diag_every=1
+  expect_error "eval of a checkpoint without HDF5" "without HDF5" -- "$bin" eval --config "$work/ok.ini" --checkpoint "$work/ckpt"
+  expect_error "inspect without HDF5" "without HDF5" -- "$bin" inspect "$work/ckpt"
   # Without HDF5 checkpoints are off by default: a config that does not mention them trains.
   grep -v -e '^\[checkpoint\]' -e '^dir = none' "$work/ok.ini" >"$work/default.ini"
-  if "$bin" train --config "$work/default.ini" >/dev/null 2>&1 && [ -s "$work/run/metrics.jsonl" ]; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: a config without a [checkpoint] section did not train"
-  fi
+  trains_default() { "$bin" train --config "$work/default.ini" >/dev/null 2>&1 && [ -s "$work/run/metrics.jsonl" ]; }
+  check "a config without a [checkpoint] section trains" trains_default
 fi
 rm -rf "$work/run"
-if "$bin" train --config "$work/ok.ini" >"$work/log" 2>&1 && [ "$(wc -l <"$work/run/metrics.jsonl")" -ge 3 ]; then
-  passed=$((passed + 1))
-else
-  failed=$((failed + 1))
-  echo "FAIL: the one-process job did not train: $(cat "$work/log")"
-fi
-echo "cli_reduced_build: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+trains_one_process() {
+  "$bin" train --config "$work/ok.ini" >"$work/log" 2>&1 && [ "$(wc -l <"$work/run/metrics.jsonl")" -ge 3 ] ||
+    { cat "$work/log"; false; }
+}
+check "the one-process job trains" trains_one_process
+report cli_reduced_build
