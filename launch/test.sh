@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (CTest + GoogleTest). Extra arguments go to
-# ctest, e.g. ./launch/test.sh -R Config
+# ctest: ./launch/test.sh -L unit (GoogleTest in one process, under a minute), -L mpi, -L e2e, -L gpu,
+# -L fuzz, -L faults (docs/testing.md), or -R Config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./launch/build.sh

@@ -7,9 +7,8 @@
 set -u
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null || exit 1
+source "$here/../lib/common.sh"
+make_shards "$bin" || exit 1
 status=0
 for tie in true false; do
   run=$work/run_$tie
@@ -22,8 +21,8 @@ for tie in true false; do
   [ -n "$loss" ] || { echo "FAIL: kilolayer eval printed no loss"; exit 1; }
   "$bin" lesion "${common[@]}" --checkpoint "$run/checkpoints" --out "$work/lesion_$tie.csv" >/dev/null ||
     { echo "FAIL: kilolayer lesion"; exit 1; }
-  /usr/bin/python3 "$here/../tools/export_torch.py" "$run/checkpoints" "$work/model_$tie.pt" || exit 1
-  /usr/bin/python3 - "$here/../tools" "$work/model_$tie.pt" "$work/data/val.bin" "$loss" "$work/lesion_$tie.csv" <<'PY' || status=1
+  /usr/bin/python3 "$here/../../tools/export_torch.py" "$run/checkpoints" "$work/model_$tie.pt" || exit 1
+  /usr/bin/python3 - "$here/../../tools" "$work/model_$tie.pt" "$work/data/val.bin" "$loss" "$work/lesion_$tie.csv" <<'PY' || status=1
 import sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np

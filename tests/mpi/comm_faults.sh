@@ -10,7 +10,7 @@
 set -u
 bin=$1
 shift
-source "$(dirname "$0")/equivalence_common.sh" "$bin" 8 "$@"
+source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 8 "$@"
 fail() { echo "FAIL: $*"; exit 1; }
 now() { date +%s.%N; }
 

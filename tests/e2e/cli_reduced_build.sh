@@ -5,31 +5,11 @@
 #   tests/cli_reduced_build.sh KILOLAYER MPI(ON|OFF) HDF5(ON|OFF)
 set -u
 bin=$1 mpi=$2 hdf5=$3
-source "$(dirname "$0")/cli_lib.sh"
+source "$(dirname "$0")/../lib/cli.sh"
 
 printf 'a small text for a reduced build of kilolayer to learn from.\n%.0s' {1..80} >"$work/text.txt"
 "$bin" data --out "$work/data" --block 64 "$work/text.txt" >/dev/null || { echo "FAIL: data command"; exit 1; }
-cat >"$work/ok.ini" <<INI
-[model]
-layers = 2
-d_model = 16
-heads = 2
-seq_len = 8
-[train]
-steps = 3
-global_batch = 2
-micro_batch = 2
-eval_every = 3
-eval_batches = 1
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
-[checkpoint]
-dir = none
-[run]
-dir = $work/run
-threads = 1
-INI
+write_ini "$work/ok.ini" train.steps=3 train.eval_every=3 train.eval_batches=1
 
 if [ "$mpi" = OFF ]; then
   expect_error "dp without MPI" "built without MPI" -- "$bin" train --config "$work/ok.ini" --parallel.dp=2 --train.micro_batch=1

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/whole_model.h"
+#include "tests/unit/whole_model.h"
 #include "src/train/optimizer.h"
 
 namespace kl {

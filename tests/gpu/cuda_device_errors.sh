@@ -4,29 +4,10 @@
 # Skipped (77) where a GPU is present: the GPU tests (ctest -L gpu) cover that case.
 set -euo pipefail
 kilolayer=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/../lib/common.sh"
 printf 'the quick brown fox jumps over the lazy dog.\n%.0s' $(seq 200) >"$work/text.txt"
 "$kilolayer" data --out "$work/data" --val-every 5 --block 256 "$work/text.txt" >/dev/null
-cat >"$work/run.ini" <<INI
-[model]
-layers = 2
-d_model = 16
-heads = 2
-seq_len = 16
-[train]
-steps = 2
-global_batch = 2
-micro_batch = 2
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
-[checkpoint]
-dir = none
-[run]
-dir = $work/run
-device = cuda
-INI
+write_ini "$work/run.ini" model.seq_len=16 run.threads= run.device=cuda
 status=0
 "$kilolayer" train --config "$work/run.ini" >"$work/out" 2>&1 || status=$?
 if [ "$status" = 0 ] && grep -q "whole model on GPU" "$work/out"; then

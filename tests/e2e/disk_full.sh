@@ -17,7 +17,8 @@ if ! mount -t tmpfs -o size=6m tmpfs "$small" 2>/dev/null; then
   echo "SKIPPED: cannot mount a size-limited tmpfs here (needs root and mount rights)"
   exit 77
 fi
-"$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null || exit 1
+source "$(dirname "$0")/../lib/common.sh"
+make_shards "$bin" || exit 1
 args=(--config /dev/null --model.layers=16 --model.d_model=32 --model.heads=2 --model.seq_len=32
       --train.global_batch=4 --train.micro_batch=4 --train.steps=30 --train.eval_every=0 --train.eval_batches=1
       --data.train="$work/data/train.bin" --data.val="$work/data/val.bin" --run.dir="$work/run" --run.threads=1

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "src/kernels/cpu/ops.h"
-#include "tests/gradcheck.h"
+#include "tests/unit/gradcheck.h"
 
 namespace kl {
 namespace {

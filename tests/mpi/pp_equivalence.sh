@@ -9,7 +9,7 @@
 set -u
 bin=$1
 shift
-source "$(dirname "$0")/equivalence_common.sh" "$bin" 16 "$@"
+source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 16 "$@"
 
 status=0
 groups=()
@@ -47,7 +47,7 @@ run highway_pp2_dp2 2 2 --model.residual=highway --model.stochastic_depth=0.3 --
   --parallel.virtual=2 || status=1
 groups+=("deepnorm_ref=deepnorm_pp4,deepnorm_pp2_dp2" "highway_ref=highway_pp2_dp2")
 [ "$status" -eq 0 ] || exit 1
-/usr/bin/python3 "$(dirname "$0")/compare_runs.py" "$work" 20 "${groups[@]}" || exit 1
+/usr/bin/python3 "$(dirname "$0")/../lib/compare_runs.py" "$work" 20 "${groups[@]}" || exit 1
 /usr/bin/python3 - "$work" <<'PY'
 import sys
 import h5py, numpy as np

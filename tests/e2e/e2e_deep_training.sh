@@ -3,36 +3,11 @@
 # English text: the validation loss must fall well below its starting value (ln 256 = 5.55 nats).
 set -eu
 bin=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-text=/usr/share/common-licenses/GPL-3
-"$bin" data --out "$work/data" "$text" >/dev/null
-cat >"$work/deep.ini" <<INI
-[model]
-layers = 128
-d_model = 16
-heads = 2
-seq_len = 32
-dropout = 0.0
-[train]
-steps = 60
-global_batch = 8
-micro_batch = 8
-lr = 0.003
-min_lr = 0.0003
-warmup = 10
-eval_every = 60
-eval_batches = 2
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
-[parallel]
-recompute = block
-[run]
-dir = $work/run
-log_every = 10
-threads = 2
-INI
+source "$(dirname "$0")/../lib/common.sh"
+"$bin" data --out "$work/data" /usr/share/common-licenses/GPL-3 >/dev/null
+write_ini "$work/deep.ini" model.layers=128 model.seq_len=32 model.dropout=0.0 \
+  train.steps=60 train.global_batch=8 train.micro_batch=8 train.lr=0.003 train.min_lr=0.0003 train.warmup=10 \
+  train.eval_every=60 train.eval_batches=2 checkpoint.dir= parallel.recompute=block run.log_every=10 run.threads=2
 "$bin" train --config "$work/deep.ini" | tee "$work/log.txt"
 /usr/bin/python3 - "$work/run/metrics.jsonl" <<'PY'
 import json, sys

@@ -17,7 +17,7 @@ set -u
 bin=$1
 shift
 here=$(dirname "$0")
-source "$here/equivalence_common.sh" "$bin" 16 "$@"
+source "$here/../lib/equivalence.sh" "$bin" 16 "$@"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # --- kill -9 during saves: a model whose checkpoint (3 x 50 MB) takes longer to write than a step.
@@ -153,7 +153,7 @@ run reference 1 2 "${pre[@]}" --checkpoint.dir="$work/reference/ckpt" || exit 1
 preempt() {  # NAME HOW: launcher (SIGTERM to launch/mpirun.sh) | ranks (SIGTERM to every rank)
   local name=$1 how=$2 pid status logged saved
   if [ "$how" = launcher ]; then
-    "$here/../launch/mpirun.sh" --config "$work/base.ini" --parallel.pp=2 "${pre[@]}" \
+    "$here/../../launch/mpirun.sh" --config "$work/base.ini" --parallel.pp=2 "${pre[@]}" \
       --checkpoint.dir="$work/$name/ckpt" --run.dir="$work/$name" -- "${mpirun[@]:1}" >"$work/$name.log" 2>&1 &
   else
     "${mpirun[@]}" -np 2 "$bin" train --config "$work/base.ini" --parallel.pp=2 "${pre[@]}" \

@@ -9,7 +9,7 @@
 #   tests/slurm.sh BIN
 set -u
 bin=$(realpath "$1")
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 skip() { echo "SKIP: $*"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (slurmd runs jobs as their user; the test runs the daemons as root)"
@@ -127,33 +127,12 @@ echo "slurm up: slurmctld on port $ctld_port, slurmd on port $slurmd_port, node 
 
 # A tiny run: 30 steps of a 4-layer d_model 32 model at dp 2 (about 0.4 s a step here), checkpoints
 # every 10 steps.
-"$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null || fail "kilolayer data"
-cat >"$work/tiny.ini" <<INI
-[model]
-layers = 4
-d_model = 32
-heads = 2
-seq_len = 128
-[train]
-steps = 30
-global_batch = 64
-micro_batch = 8
-lr = 0.003
-warmup = 5
-eval_every = 0
-eval_batches = 1
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
-[parallel]
-dp = 2
-[checkpoint]
-dir = $work/run/checkpoints
-every = 10
-[run]
-dir = $work/run
-log_every = 1
-INI
+source "$root/tests/lib/common.sh"
+make_shards "$bin" || fail "kilolayer data"
+write_ini "$work/tiny.ini" model.layers=4 model.d_model=32 model.seq_len=128 \
+  train.steps=30 train.global_batch=64 train.micro_batch=8 train.lr=0.003 train.warmup=5 train.eval_every=0 \
+  train.eval_batches=1 parallel.dp=2 checkpoint.dir="$work/run/checkpoints" checkpoint.every=10 run.threads= \
+  run.log_every=1
 metrics=$work/run/metrics.jsonl
 last_step() { tail -1 "$metrics" 2>/dev/null | sed -n 's/.*"step": *\([0-9]*\).*/\1/p'; }
 job_field() { scontrol show job "$jobid" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }

@@ -6,7 +6,7 @@
 set -u
 bin=$1
 shift
-source "$(dirname "$0")/equivalence_common.sh" "$bin" 4 "$@"
+source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 4 "$@"
 
 status=0
 groups=()
@@ -21,4 +21,4 @@ for dropout in 0.0 0.1; do
   groups+=("${d}_dp1=${d}_dp2,${d}_dp4,${d}_dp2_zero,${d}_dp4_zero,${d}_dp2_blocking")
 done
 [ "$status" -eq 0 ] || exit 1
-/usr/bin/python3 "$(dirname "$0")/compare_runs.py" "$work" 20 "${groups[@]}"
+/usr/bin/python3 "$(dirname "$0")/../lib/compare_runs.py" "$work" 20 "${groups[@]}"

@@ -8,7 +8,7 @@
 set -u
 bin=$1
 shift
-source "$(dirname "$0")/equivalence_common.sh" "$bin" 8 "$@"
+source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 8 "$@"
 fail() { echo "FAIL: $*"; exit 1; }
 
 run before 2 2 --run.stop_after=4 || exit 1

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "tests/whole_model.h"
-#include "tests/gradcheck.h"
+#include "tests/unit/whole_model.h"
+#include "tests/unit/gradcheck.h"
 
 namespace kl {
 namespace {

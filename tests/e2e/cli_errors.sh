@@ -3,27 +3,11 @@
 # message naming the culprit.
 set -u
 bin=$1
-source "$(dirname "$0")/cli_lib.sh"
+source "$(dirname "$0")/../lib/cli.sh"
 
 printf 'hello kilolayer, a small text to tokenise.\n%.0s' {1..50} >"$work/text.txt"
 "$bin" data --out "$work/data" --block 64 "$work/text.txt" >/dev/null || { echo "FAIL: data command"; exit 1; }
-cat >"$work/ok.ini" <<INI
-[model]
-layers = 2
-d_model = 16
-heads = 2
-seq_len = 8
-[train]
-steps = 2
-global_batch = 2
-micro_batch = 2
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
-[run]
-dir = $work/run
-threads = 1
-INI
+write_ini "$work/ok.ini" checkpoint.dir=
 printf '[model]\nlayerz = 3\n' >"$work/unknown.ini"
 printf '[model]\nlayers = three\n' >"$work/type.ini"
 printf '[model]\nd_model = 30\nheads = 4\n' >"$work/heads.ini"

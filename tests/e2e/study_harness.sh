@@ -12,30 +12,13 @@
 #   tests/study_harness.sh BIN
 set -u
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+root=$(cd "$(dirname "$0")/../.." && pwd)
+source "$(dirname "$0")/../lib/common.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$bin" data --out "$work/data" --block 256 /usr/share/common-licenses/GPL-3 >/dev/null || fail "data command"
-cat >"$work/tiny.ini" <<INI
-[model]
-layers = 4
-d_model = 16
-heads = 2
-seq_len = 16
-dropout = 0.0
-[train]
-steps = 4
-micro_batch = 1
-eval_every = 0
-eval_batches = 1
-[data]
-train = $work/data/train.bin
-val = $work/data/val.bin
-[run]
-threads = 1
-INI
+make_shards "$bin" || fail "data command"
+write_ini "$work/tiny.ini" model.layers=4 model.seq_len=16 model.dropout=0.0 train.steps=4 \
+  train.global_batch= train.micro_batch=1 train.eval_every=0 train.eval_batches=1 checkpoint.dir= run.dir=
 study() { KL_BIN=$bin "$root/launch/study.sh" --config "$work/tiny.ini" --warmup 1 "$@"; }
 
 # check.py CSV ROWS EXPR...: every column, ROWS rows; each EXPR (Python, over `rows`, a list of

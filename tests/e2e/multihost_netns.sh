@@ -13,7 +13,7 @@ bin=$1
 shift
 [ $# -gt 0 ] || set -- mpirun --oversubscribe --allow-run-as-root
 here=$(cd "$(dirname "$0")" && pwd)
-agent=$here/../launch/netns_agent.sh
+agent=$here/../../launch/netns_agent.sh
 
 skip() { echo "SKIP: $*"; exit 77; }
 command -v ip >/dev/null || skip "no ip command (Debian's iproute2)"
@@ -30,7 +30,7 @@ for old in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^klmh[0-9]+
   rm -rf /tmp/ompi."$old".*  # Open MPI's session directory on that "host" (named after its hostname)
 done
 
-source "$here/equivalence_common.sh" "$bin" 8 "$@"
+source "$here/../lib/equivalence.sh" "$bin" 8 "$@"
 
 prefix=klmh$$-
 hosts=2
@@ -130,7 +130,7 @@ if grep -E "Using (vader|sm|smcuda) btl" "$work/netns.log" | head -3 | grep .; t
   status=1
 fi
 
-/usr/bin/python3 "$here/compare_runs.py" "$work" 20 single=netns || status=1
+/usr/bin/python3 "$here/../lib/compare_runs.py" "$work" 20 single=netns || status=1
 if cmp -s "$work/single/final_params.f32" "$work/netns/final_params.f32"; then
   echo "final parameters: bit-identical ($(stat -c %s "$work/netns/final_params.f32") bytes)"
 else

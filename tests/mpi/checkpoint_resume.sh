@@ -11,7 +11,7 @@ set -u
 bin=$1
 shift
 here=$(dirname "$0")
-source "$here/equivalence_common.sh" "$bin" 16 "$@"
+source "$here/../lib/equivalence.sh" "$bin" 16 "$@"
 fail() { echo "FAIL: $*"; exit 1; }
 ckpt=(--model.dropout=0.1 --checkpoint.every=5 --checkpoint.keep=3)
 
@@ -72,4 +72,4 @@ assert int(seal["crc32"], 16) == zlib.crc32(raw[512:]) and f.userblock_size == 5
 print("h5py: step", f.attrs["step"], "tensors", sum(1 for _ in f["model/layers"]), "layers")
 PY
 
-/usr/bin/python3 "$here/compare_runs.py" "$work" 20 straight=split,pp4,dp4,pp4_interleaved zero_straight=zero_split,zero_to_dp1
+/usr/bin/python3 "$here/../lib/compare_runs.py" "$work" 20 straight=split,pp4,dp4,pp4_interleaved zero_straight=zero_split,zero_to_dp1

@@ -1,7 +1,6 @@
-# Shared by the command-line test scripts (sourced, not run): a work folder removed on exit, pass and
-# fail counters, and the check every refusal must meet.
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Shared by the command-line test scripts (sourced, not run): lib/common.sh, pass and fail counters,
+# and the check every refusal must meet.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 passed=0 failed=0
 
 # expect_error NAME PATTERN -- COMMAND...: the command exits 2, its stderr matches PATTERN, and it

@@ -6,7 +6,7 @@
 #include <map>
 #include <vector>
 
-#include "tests/whole_model.h"
+#include "tests/unit/whole_model.h"
 #include "src/config/config.h"
 #include "src/pipeline/stage.h"
 
