@@ -3,18 +3,8 @@
 #include <string>
 
 #include "comm/watchdog.h"
+#include "src/check/mpi.h"
 #include "src/util/error.h"
-
-#define KL_CHECK_MPI(call)                                                                  \
-  do {                                                                                      \
-    const int kl_mpi_status = (call);                                                       \
-    if (kl_mpi_status != MPI_SUCCESS) {                                                     \
-      char kl_mpi_text[MPI_MAX_ERROR_STRING];                                               \
-      int kl_mpi_length = 0;                                                                \
-      MPI_Error_string(kl_mpi_status, kl_mpi_text, &kl_mpi_length);                         \
-      ::kl::fatal(__FILE__, __LINE__, #call, std::string("MPI error: ") + kl_mpi_text);     \
-    }                                                                                       \
-  } while (0)
 
 namespace kl {
 namespace {

@@ -5,7 +5,7 @@
 #include "src/util/error.h"
 
 #ifdef KL_HAVE_CUDA
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
 #endif
 
 namespace kl {

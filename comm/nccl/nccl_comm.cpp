@@ -8,16 +8,9 @@
 
 #include "comm/device_setup.h"
 #include "comm/watchdog.h"
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
+#include "src/check/nccl.h"
 #include "src/util/error.h"
-
-#define KL_CHECK_NCCL(call)                                                                          \
-  do {                                                                                               \
-    const ncclResult_t kl_nccl_status = (call);                                                      \
-    if (kl_nccl_status != ncclSuccess) {                                                             \
-      ::kl::fatal(__FILE__, __LINE__, #call, std::string("NCCL error: ") + ncclGetErrorString(kl_nccl_status)); \
-    }                                                                                                \
-  } while (0)
 
 namespace kl {
 

@@ -1,5 +1,5 @@
 // Thin RAII over the HDF5 C API (the parallel, Open MPI build): an owned hid_t that closes itself,
-// and KL_CHECK_H5 for calls that must not fail (an internal error). Reading a user's file goes
+// and KL_CHECK_H5 (src/check/hdf5.h) for calls that must not fail. Reading a user's file goes
 // through the helpers below, which report failures as UserError naming the file and the object.
 #pragma once
 
@@ -9,14 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "src/check/hdf5.h"
 #include "src/util/error.h"
-
-#define KL_CHECK_H5(call)                                                                   \
-  ([&] {                                                                                   \
-    const auto kl_h5_result = (call);                                                      \
-    if (kl_h5_result < 0) ::kl::fatal(__FILE__, __LINE__, #call, "HDF5 call failed");      \
-    return kl_h5_result;                                                                   \
-  }())
 
 namespace kl::h5 {
 

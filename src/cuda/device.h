@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
 
 namespace kl::cuda {
 

@@ -1,4 +1,4 @@
-// KL_CUDA_SYNC=1 (src/kernels/cuda/check.h): a kernel that faults is reported at its own launch,
+// KL_CUDA_SYNC=1 (src/check/cuda.h): a kernel that faults is reported at its own launch,
 // by file and line, not at whatever call synchronises next. Each case runs in a child process (a
 // death test; the fault leaves the child's CUDA context unusable). Skipped without a GPU.
 #include <gtest/gtest.h>
@@ -7,7 +7,7 @@
 #include <string>
 
 #include "src/cuda/device.h"
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
 
 namespace {
 

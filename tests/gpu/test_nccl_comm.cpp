@@ -34,7 +34,7 @@
 #include "comm/nccl/nccl_comm.h"
 #include "comm/solo_comm.h"
 #include "comm/watchdog.h"
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
 
 #ifdef KL_HAVE_MPI
 #include <mpi.h>

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
 #include "src/kernels/cuda/ops.h"
 
 namespace kl::cuda {

@@ -2,17 +2,9 @@
 
 #include <string>
 
-#include "src/kernels/cuda/check.h"
+#include "src/check/cuda.h"
+#include "src/check/cublaslt.h"
 #include "src/util/error.h"
-
-#define KL_CHECK_CUBLAS(call)                                                                       \
-  do {                                                                                              \
-    const cublasStatus_t kl_cublas_status = (call);                                                 \
-    if (kl_cublas_status != CUBLAS_STATUS_SUCCESS) {                                                \
-      ::kl::fatal(__FILE__, __LINE__, #call,                                                        \
-                  std::string("cuBLASLt error: ") + cublasLtGetStatusString(kl_cublas_status));     \
-    }                                                                                               \
-  } while (0)
 
 namespace kl::cuda {
 namespace {

@@ -1,8 +1,10 @@
-// Error checks for CUDA runtime calls (KL_CHECK_CUDA) and kernel launches (KL_CHECK_LAUNCH). Each
-// failure ends in kl::fatal (src/util/error.h): rank, file, line, the call and CUDA's own sentence,
-// then the whole job ends. cuBLASLt's check is KL_CHECK_CUBLAS (src/kernels/cuda/cublaslt.cpp) and
-// NCCL's KL_CHECK_NCCL (comm/nccl/nccl_comm.cpp).
+// One header per library's error check, all in src/check/: cuda.h (runtime calls and kernel
+// launches), cublaslt.h, nccl.h, mpi.h, hdf5.h. Each failure ends in kl::fatal (src/util/error.h):
+// rank, file, line, the call and the library's own sentence, then the whole job ends. For an
+// expected failure (a user's file, a missing device) report a UserError instead of using these.
 //
+// KL_CHECK_CUDA(call): a cudaError_t that must be cudaSuccess. KL_CHECK_LAUNCH(): after a kernel
+// launch.
 // A kernel that faults (an illegal address, say) reports asynchronously, at whatever call next
 // synchronises, with that call's file:line. KL_CUDA_SYNC=1 in the environment makes every
 // KL_CHECK_LAUNCH wait for its kernel, so the report names the kernel's own launch site (slow: for
