@@ -1,7 +1,7 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Plots of a launch/study.sh CSV.
 
-    tools/plot_study.py CSV OUTDIR
+    tools/study/plot.py CSV OUTDIR
 
 Writes, from the rows whose status is ok, only the plots the CSV's varied columns allow:
   throughput_vs_ranks.png        tokens/s against ranks (dp x pp), one line per value of the other
@@ -19,17 +19,25 @@ import csv
 import os
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+PROGRAM = "tools/study/plot.py"
 
 # Columns that describe a point's setting (the rest are measurements); grid:* columns count too.
 SETTINGS = ["dp", "pp", "ranks", "threads", "schedule", "virtual", "micro_batch", "micro_batches",
             "global_batch", "layers", "d_model", "seq_len", "steps"]
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display); imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def number(text):
+    """The float in text, or None where there is none (empty cell, missing column)."""
     try:
         return float(text)
     except (TypeError, ValueError):
@@ -37,14 +45,17 @@ def number(text):
 
 
 def varied(rows, column):
+    """Whether column takes more than one value over rows."""
     return len({r.get(column, "") for r in rows}) > 1
 
 
 def series_key(row, columns):
+    """The (name, value) pairs of row's columns that name its line in a plot."""
     return tuple((c.replace("grid:", ""), row[c]) for c in columns)
 
 
 def label(key):
+    """A series key as a legend label."""
     return ", ".join(f"{c}={v}" for c, v in key) or "all"
 
 
@@ -75,9 +86,9 @@ def other_varied(rows, skip):
     return [n for n in names if n not in skip and varied(rows, n)]
 
 
-
 def save(fig, ax, out, name, legend_size):
     """Grid, legend and layout, then OUT/NAME as PNG; returns its path."""
+    plt = pyplot()
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
@@ -86,12 +97,14 @@ def save(fig, ax, out, name, legend_size):
     plt.close(fig)
     return path
 
+
 def plot_throughput(rows, out):
+    """throughput_vs_ranks.png: tokens/s against ranks; returns its path."""
     skip = {"ranks", "dp", "pp", "threads", "global_batch"}
     columns = other_varied(rows, skip)
     if varied(rows, "dp") and varied(rows, "pp"):
         columns = ["pp"] + columns  # several layouts per rank count: one line per pp
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     cores = max((number(r.get("cores")) or 0) for r in rows)
     for key, points in grouped(rows, columns, "ranks").items():
         xs = [x for x, _ in points]
@@ -109,10 +122,11 @@ def plot_throughput(rows, out):
 
 
 def plot_bubble(rows, out):
+    """bubble_vs_micro_batches.png: measured and theoretical bubble against m (pp > 1); returns its path."""
     rows = [r for r in rows if (number(r.get("pp")) or 1) > 1]
     skip = {"micro_batches", "global_batch", "micro_batch", "ranks", "threads", "pp", "schedule", "virtual"}
     columns = ["pp", "schedule"] + (["virtual"] if varied(rows, "virtual") else []) + other_varied(rows, skip)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for key, points in grouped(rows, columns, "micro_batches").items():
         xs = [x for x, _ in points]
         line, = ax.plot(xs, [number(r["bubble"]) for _, r in points], marker="o", label=label(key) + " measured")
@@ -127,9 +141,10 @@ def plot_bubble(rows, out):
 
 
 def plot_memory(rows, out):
+    """memory_vs_layers.png: the largest per-rank peak memory against layers; returns its path."""
     skip = {"layers", "ranks", "threads", "pp", "schedule", "global_batch"}
     columns = ["pp", "schedule"] + other_varied(rows, skip)
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for key, points in grouped(rows, columns, "layers").items():
         ax.plot([x for x, _ in points], [number(r["peak_rss_mb_max"]) for _, r in points], marker="o",
                 label=label(key))
@@ -141,6 +156,7 @@ def plot_memory(rows, out):
 
 
 def main():
+    """Reads the CSV of sys.argv[1], writes the plots into sys.argv[2]; returns the exit status."""
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
@@ -149,7 +165,7 @@ def main():
         with open(source, newline="") as f:
             all_rows = list(csv.DictReader(f))
     except OSError as e:
-        print(f"plot_study.py: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: {e}", file=sys.stderr)
         return 2
     rows = [r for r in all_rows if r.get("status") == "ok"]
     os.makedirs(out, exist_ok=True)
@@ -173,9 +189,9 @@ def main():
         else:
             skipped.append(("memory_vs_layers.png", "layers does not vary"))
     for path in wrote:
-        print(f"plot_study.py: wrote {path}")
+        print(f"{PROGRAM}: wrote {path}")
     for name, why in skipped:
-        print(f"plot_study.py: skipped {name}: {why}")
+        print(f"{PROGRAM}: skipped {name}: {why}")
     return 0
 
 
