@@ -246,6 +246,9 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   h5::write_attribute(file.get(), "tokens_seen", header.tokens_seen);
   h5::write_attribute(file.get(), "config", header.config);
   h5::write_attribute(file.get(), "layout", header.layout);
+  h5::write_attribute(file.get(), "data", header.data);
+  h5::write_attribute(file.get(), "spike_window", header.spike_window);
+  h5::write_attribute(file.get(), "skipped_batches", header.skipped_batches);
 
   h5::Id lcpl(KL_CHECK_H5(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
   KL_CHECK_H5(H5Pset_create_intermediate_group(lcpl.get(), 1));
@@ -310,6 +313,10 @@ Header read_header(const std::string& path) {
   h.tokens_seen = h5::read_int_attribute(file.get(), "tokens_seen", where);
   h.config = h5::read_string_attribute(file.get(), "config", where);
   h.layout = h5::read_string_attribute(file.get(), "layout", where);
+  for (auto [name, value] : {std::pair{"data", &h.data}, std::pair{"spike_window", &h.spike_window},
+                             std::pair{"skipped_batches", &h.skipped_batches}}) {
+    if (h5::has_attribute(file.get(), name)) *value = h5::read_string_attribute(file.get(), name, where);
+  }
   if (h.step < 0) throw UserError(where + ": negative step " + std::to_string(h.step));
   return h;
 }
@@ -347,8 +354,10 @@ int inspect(const std::string& path, std::ostream& out) {
   const Header header = read_header(path);
   const Config saved = load_config_text(header.config, "checkpoint " + path);
   out << "checkpoint " << path << "\nformat version " << header.format_version << ", step " << header.step
-      << ", tokens seen " << header.tokens_seen << "\nsaved from layout: " << header.layout << "\n\n"
-      << header.config << "\n";
+      << ", tokens seen " << header.tokens_seen << "\nsaved from layout: " << header.layout << "\n";
+  if (!header.data.empty()) out << "data it was trained on:\n" << header.data;
+  if (!header.skipped_batches.empty()) out << "batches skipped: " << header.skipped_batches << "\n";
+  out << "\n" << header.config << "\n";
   h5::Id file = open_file(path);
   const ParamTable table(saved.model);
   check_room(path, table);

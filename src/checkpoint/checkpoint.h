@@ -7,7 +7,10 @@
 //   /optim/exp_avg_sq/<name>      AdamW second moments
 //   each dataset: attribute `crc32` (zlib's CRC-32 of its little-endian float32 bytes)
 //   root attributes: format_version, step (optimizer steps done), tokens_seen, config (the full
-//                    effective INI), layout (the parallel layout it was saved from)
+//                    effective INI), layout (the parallel layout it was saved from); and, absent
+//                    from files of older kilolayers: data (the shards' fingerprints,
+//                    src/data/fingerprint.h), spike_window (src/train/spike.h), skipped_batches
+//                    (the batch numbers skipped so far: data.skip_batches and rollbacks)
 //
 // The file's first 512 bytes are an HDF5 user block (HDF5 and h5py skip it) holding our seal, a
 // few text lines written last, once every rank's part is durable:
@@ -21,8 +24,8 @@
 // naming what is wrong, instead of reaching the HDF5 parser.
 //
 // Every other piece of state is a pure function of these: the learning rate of (config, step),
-// the data position and every dropout mask of (train.seed, step, sample), so a resumed run
-// continues bit for bit.
+// the data position and every dropout mask of (train.seed, batch, sample), the batch of (step,
+// skipped_batches), so a resumed run continues bit for bit.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +53,9 @@ struct Header {
   int64_t tokens_seen = 0;
   std::string config;  // INI text
   std::string layout;  // "dp=2 pp=2 schedule=1f1b virtual=1 zero=0"
+  std::string data;             // "" when the file predates it
+  std::string spike_window;     // "" when empty or the file predates it
+  std::string skipped_batches;  // "7,12"; "" when none
 };
 
 // One rank's part of the state: its tensors (a stage's table, or the whole model's) laid out in

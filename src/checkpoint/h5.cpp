@@ -29,13 +29,21 @@ void write_attribute(hid_t object, const char* name, const std::string& value) {
 }
 
 namespace {
+// A scalar attribute (or one of a single element): H5Aread fills as many values as the attribute's
+// dataspace holds, so a damaged or forged file with a larger one would overrun the reader's buffer.
 Id open_attribute(hid_t object, const char* name, const std::string& where) {
   if (H5Aexists(object, name) <= 0) throw UserError(where + ": attribute '" + name + "' is missing");
   Id attr(H5Aopen(object, name, H5P_DEFAULT), H5Aclose);
   if (!attr.valid()) throw UserError(where + ": cannot open attribute '" + name + "'");
+  Id space(H5Aget_space(attr.get()), H5Sclose);
+  if (!space.valid() || H5Sget_simple_extent_npoints(space.get()) != 1) {
+    throw UserError(where + ": attribute '" + std::string(name) + "' is not a single value");
+  }
   return attr;
 }
 }  // namespace
+
+bool has_attribute(hid_t object, const char* name) { return H5Aexists(object, name) > 0; }
 
 int64_t read_int_attribute(hid_t object, const char* name, const std::string& where) {
   Id attr = open_attribute(object, name, where);
@@ -56,7 +64,12 @@ std::string read_string_attribute(hid_t object, const char* name, const std::str
   if (!type.valid() || H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0) {
     throw UserError(where + ": attribute '" + std::string(name) + "' is not a fixed-length string");
   }
-  std::string value(H5Tget_size(type.get()), '\0');
+  const size_t size = H5Tget_size(type.get());
+  if (size > kMaxStringAttributeBytes) {
+    throw UserError(where + ": attribute '" + std::string(name) + "' claims " + std::to_string(size) +
+                    " bytes, more than the " + std::to_string(kMaxStringAttributeBytes) + " a checkpoint writes");
+  }
+  std::string value(size, '\0');
   if (value.empty() || H5Aread(attr.get(), type.get(), value.data()) < 0) {
     throw UserError(where + ": cannot read attribute '" + std::string(name) + "'");
   }

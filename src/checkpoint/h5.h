@@ -50,7 +50,10 @@ class Id {
 };
 
 // Attributes on an object (a file's root group or a dataset). Writers create them; the readers
-// throw UserError("<where>: ...") when absent or of the wrong kind.
+// throw UserError("<where>: ...") when absent, of the wrong kind, not a single value, or (strings)
+// longer than kMaxStringAttributeBytes.
+inline constexpr size_t kMaxStringAttributeBytes = size_t{64} << 20;
+bool has_attribute(hid_t object, const char* name);
 void write_attribute(hid_t object, const char* name, int64_t value);
 void write_attribute(hid_t object, const char* name, const std::string& value);
 int64_t read_int_attribute(hid_t object, const char* name, const std::string& where);

@@ -237,8 +237,17 @@ class OptionTable {
         "a non-finite loss or gradient norm: skip the step (every rank leaves the parameters as they are) or "
         "abort");
     add("train.max_skips", &t.max_skips, "consecutive skipped steps after which the run stops", between(0, 1000000));
+    add_choice("train.spike_policy", &t.spike_policy,
+        "a finite loss or gradient norm more than train.spike_sigma deviations above the last "
+        "train.spike_window steps: off, skip the step, or roll back to the last checkpoint and skip that batch");
+    add("train.spike_sigma", &t.spike_sigma, "standard deviations above the window's mean that make a spike",
+        between(0.5, 1e6));
+    add("train.spike_window", &t.spike_window, "admitted steps the spike statistics are taken over (judging starts "
+        "once it is full)", between(2, 1000000));
     add("data.train", &c.data.train, "training token shards (comma-separated; globs allowed)");
     add("data.val", &c.data.val, "validation token shards (comma-separated; globs allowed)");
+    add("data.skip_batches", &c.data.skip_batches,
+        "training batches never used, by number, e.g. 7,12: step k takes the k-th batch not skipped");
 
     add("parallel.dp", &c.parallel.dp, "data-parallel ranks", at_least(1));
     add("parallel.pp", &c.parallel.pp, "pipeline stages", at_least(1));
@@ -268,6 +277,8 @@ class OptionTable {
         "auto (the latest checkpoint in checkpoint.dir, if any) | never | PATH of a checkpoint");
     add("checkpoint.allow_world_writable", &c.checkpoint.allow_world_writable,
         "accept a world-writable checkpoint.dir (refused by default: anyone could plant files or links there)");
+    add("checkpoint.allow_data_change", &c.checkpoint.allow_data_change,
+        "resume although the training or validation shards differ from those the checkpoint was saved with");
     add("run.dir", &c.run.dir, "run directory (metrics.jsonl, config.ini)");
     add("run.log_every", &c.run.log_every, "steps between progress lines and metrics rows",
         at_least<int64_t>(1));
@@ -357,6 +368,11 @@ void check_consistency(const Config& c) {
          to_text(c.parallel.pp * c.parallel.virtual_chunks) + " (every chunk needs a block)");
   }
   stage_layer_counts(c);
+  skip_batch_list(c);
+  if (c.train.spike_policy == SpikePolicy::kRollback && c.checkpoint_dir().empty()) {
+    fail("train.spike_policy = rollback rolls back to the last checkpoint: it needs checkpoints (checkpoint.dir "
+         "is none)");
+  }
   check_device(c);
   check_build(c);
   // In doubles: huge widths must be refused here, not overflow the int64 sizes computed later.
@@ -554,6 +570,26 @@ void check_layout(const Config& c, int world_size) {
                     to_text(micro_batches) + " = train.global_batch / (parallel.dp x train.micro_batch)) "
                     "to be a multiple of parallel.pp = " + to_text(c.parallel.pp));
   }
+}
+
+std::vector<int64_t> skip_batch_list(const Config& c) {
+  std::vector<int64_t> batches;
+  const std::string& text = c.data.skip_batches;
+  size_t start = 0;
+  while (!text.empty() && start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, comma - start);
+    int64_t value = 0;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), value);
+    if (item.empty() || error != std::errc() || end != item.data() + item.size() || value < 1) {
+      throw UserError("config: data.skip_batches = " + text + ": '" + item + "' is not a positive integer");
+    }
+    batches.push_back(value);
+    start = comma + 1;
+  }
+  std::sort(batches.begin(), batches.end());
+  batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
+  return batches;
 }
 
 std::vector<int> stage_layer_counts(const Config& c) {

@@ -18,6 +18,7 @@ enum class Residual { kPreNorm, kPostNorm, kPlain, kReZero, kLayerScale, kDeepNo
 enum class ScheduleKind { kGPipe, k1F1B, kInterleaved, kZB1 };  // src/pipeline/schedule.h
 enum class Recompute { kNone, kBlock };
 enum class OnNonfinite { kSkip, kAbort };
+enum class SpikePolicy { kOff, kSkip, kRollback };  // src/train/spike.h
 enum class Device { kCpu, kCuda };
 enum class Precision { kFp32, kBf16 };
 
@@ -39,6 +40,10 @@ struct Choices<Recompute> {
 template <>
 struct Choices<OnNonfinite> {
   static constexpr std::array<const char*, 2> names = {"skip", "abort"};
+};
+template <>
+struct Choices<SpikePolicy> {
+  static constexpr std::array<const char*, 3> names = {"off", "skip", "rollback"};
 };
 template <>
 struct Choices<Device> {
@@ -102,11 +107,15 @@ struct TrainConfig {
   int eval_batches = 4;     // validation batches of global_batch sequences
   OnNonfinite nonfinite = OnNonfinite::kSkip;  // a non-finite loss or gradient norm
   int max_skips = 5;               // consecutive skipped steps before the run stops
+  SpikePolicy spike_policy = SpikePolicy::kOff;  // a finite loss or gradient-norm spike
+  double spike_sigma = 5.0;        // standard deviations above the window's mean that make a spike
+  int spike_window = 128;          // admitted steps the mean and deviation are taken over
 };
 
 struct DataConfig {
   std::string train;  // token shard files (comma-separated, globs allowed)
   std::string val;
+  std::string skip_batches;  // training batches never used, by number: "7,12" (batch k feeds step k)
 };
 
 struct ParallelConfig {
@@ -134,6 +143,7 @@ struct CheckpointConfig {
   int keep = 2;                 // newest checkpoints kept (older ones are deleted after a commit)
   std::string resume = "auto";  // auto (latest in dir, if any) | never | PATH
   bool allow_world_writable = false;  // accept a checkpoint.dir that every user may write into
+  bool allow_data_change = false;     // resume although data.train or data.val differ from the save's
 };
 
 struct RunConfig {
@@ -183,6 +193,10 @@ Config load_config_text_builtin(const std::string& text, const std::string& orig
 
 // Checks that need the job's shape (world size): dp * pp must equal it.
 void check_layout(const Config& config, int world_size);
+
+// data.skip_batches as sorted, distinct batch numbers (>= 1). Throws UserError naming the key
+// unless it is a comma-separated list of positive integers (or empty).
+std::vector<int64_t> skip_batch_list(const Config& config);
 
 // parallel.stage_layers as numbers (empty when unset). Throws UserError naming the key unless it is
 // a comma-separated list of positive integers, one per chunk (pp x virtual), adding up to

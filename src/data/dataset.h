@@ -34,6 +34,8 @@ class TokenDataset {
   // ignores context, the bar a language model has to clear.
   double unigram_entropy() const;
 
+  const std::vector<TokenShard>& shards() const { return shards_; }
+
  private:
   void copy_window(int64_t window, int32_t* inputs, int32_t* targets) const;
 

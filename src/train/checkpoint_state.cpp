@@ -35,7 +35,8 @@ struct HostState {
 
 }  // namespace
 
-int64_t CheckpointState::save(const std::string& path, int64_t step, Comm& world) {
+int64_t CheckpointState::save(const std::string& path, checkpoint::Header header, Comm& world) {
+  const int64_t step = header.step;
   VectorOps<float>& ops = worker_.ops();
   // Skipped steps leave the parameters as they were, so this holds unless something is broken;
   // a failed check ends the job before the checkpoint is published.
@@ -53,8 +54,6 @@ int64_t CheckpointState::save(const std::string& path, int64_t step, Comm& world
   ops.download(worker_.params(), host.params.data());
   checkpoint::RankState state = host.state(worker_);
   state.writer = comms_.dp.rank() == 0;
-  checkpoint::Header header;
-  header.step = step;
   header.tokens_seen = step * c_.train.global_batch * int64_t{c_.model.seq_len};
   header.config = c_.to_ini();
   header.layout = "dp=" + std::to_string(comms_.dp.size()) + " pp=" + std::to_string(c_.parallel.pp) +

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "comm/train_comms.h"
+#include "src/checkpoint/checkpoint.h"
 #include "src/config/config.h"
 #include "src/pipeline/worker.h"
 #include "src/train/grad_sync.h"
@@ -21,9 +22,11 @@ class CheckpointState {
                   const GradSync& sync)
       : c_(c), comms_(comms), worker_(worker), optimizer_(optimizer), sync_(sync) {}
 
-  // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
-  // Returns the bytes this rank wrote. Refuses (KL_CHECK) non-finite parameters.
-  int64_t save(const std::string& path, int64_t step, Comm& world);
+  // Collective over `world`: this rank's share of the state into the checkpoint file `path`, with
+  // `header`'s step and run state (data, spike_window, skipped_batches; the same on every rank);
+  // the rest of the header is filled here. Returns the bytes this rank wrote. Refuses (KL_CHECK)
+  // non-finite parameters.
+  int64_t save(const std::string& path, checkpoint::Header header, Comm& world);
   // This rank's tensors from the checkpoint file `path`, by global name.
   void restore(const std::string& path);
 

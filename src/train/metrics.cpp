@@ -9,7 +9,14 @@
 
 namespace kl {
 
-MetricsWriter::MetricsWriter(const std::string& path, int64_t keep_through) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, int64_t keep_through) : path_(path) { rewind(keep_through); }
+
+void MetricsWriter::rewind(int64_t keep_through) {
+  if (file_) {
+    std::fclose(file_);
+    file_ = nullptr;
+  }
+  const std::string& path = path_;
   std::string kept;
   if (keep_through > 0) {
     std::ifstream in(path);
@@ -44,6 +51,16 @@ void MetricsWriter::write(const StepMetrics& m) {
                      ",\"bytes_reduced\":" + std::to_string(m.bytes_reduced) +
                      ",\"skipped_steps\":" + std::to_string(m.skipped_steps);
   if (m.val_loss) line += ",\"val_loss\":" + number(*m.val_loss);
+  if (m.spike) {
+    const SpikeEvent& e = *m.spike;
+    line += ",\"spike\":{\"action\":\"" + e.action + "\",\"at_step\":" + std::to_string(e.at_step) +
+            ",\"loss\":" + number(e.loss) + ",\"grad_norm\":" + number(e.grad_norm) +
+            ",\"loss_z\":" + number(e.loss_z) + ",\"norm_z\":" + number(e.norm_z);
+    if (e.action == "rollback") {
+      line += ",\"to_step\":" + std::to_string(e.to_step) + ",\"skipped_batch\":" + std::to_string(e.skipped_batch);
+    }
+    line += "}";
+  }
   if (m.pipeline) {
     auto list = [&number](const std::vector<double>& values) {
       std::string out = "[";

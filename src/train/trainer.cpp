@@ -13,11 +13,13 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <utility>
 
 #include "comm/solo_comm.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/store.h"
 #include "src/data/dataset.h"
+#include "src/data/fingerprint.h"
 #include "src/pipeline/schedule.h"
 #include "src/pipeline/worker.h"
 #include "src/train/checkpoint_state.h"
@@ -28,6 +30,7 @@
 #include "src/train/nonfinite.h"
 #include "src/train/optimizer.h"
 #include "src/train/preemption.h"
+#include "src/train/spike.h"
 #include "src/util/error.h"
 
 namespace kl {
@@ -58,10 +61,16 @@ class RankTrainer {
         sync_(c, worker_->comms().dp, *worker_),
         optimizer_(worker_->table(), c.train, sync_.shard().begin, sync_.shard().end, worker_->ops()),
         nonfinite_(c.train),
+        spikes_(c.train.spike_sigma, c.train.spike_window),
+        skipped_batches_(skip_batch_list(c)),
         probe_(c, comms, *worker_),
         checkpoint_state_(c, comms, *worker_, optimizer_, sync_) {
     const int world_rank = comms.world.rank();
     if (faults.nan_rank == world_rank) nan_step_ = faults.nan_step;
+    if (faults.spike_rank == world_rank) {
+      spike_step_ = faults.spike_step;
+      spike_value_ = faults.spike_value;
+    }
   }
 
   std::string describe(int threads) const {
@@ -84,7 +93,12 @@ class RankTrainer {
     double comm_wait = 0.0, loss = 0.0, grad_norm = 0.0;
     pipeline::StepHooks hooks;
     hooks.ready = sync_.ready();
-    if (nan_step_ == step + 1) hooks.grads_zeroed = [this] { inject_nan(); };
+    if (nan_step_ == step + 1) hooks.grads_zeroed = [this] { inject(std::numeric_limits<float>::quiet_NaN()); };
+    if (spike_step_ == step + 1) {
+      spike_step_ = 0;  // once: a rollback's replay of this step sees clean gradients
+      hooks.grads_zeroed = [this] { inject(spike_value_); };
+    }
+    std::optional<SpikeEvent> spike;
     hooks.reduce_grads = [&] {
       worker_->sum_tied_copies();
       comm_wait += sync_.finish();
@@ -100,21 +114,66 @@ class RankTrainer {
       preempted_ = reduced[1] > 0.0;
       grad_norm = global_grad_norm();
       if (diagnostics) probe_.before_update();
-      if (nonfinite_.admit(loss, grad_norm, step + 1)) {
+      if (nonfinite_.admit(loss, grad_norm, step + 1) && !(spike = judge_spike(loss, grad_norm, step + 1))) {
         clip_to_norm(worker_->ops(), sync_.owned_grads(), grad_norm, c_.train.clip);
         comm_wait += update(learning_rate(c_.train, step), step + 1);
       }
       if (diagnostics) *diagnostics = probe_.row(step + 1);  // a skipped step: ratios 0
     };
-    const StepWork work = worker_->step(data, step, hooks);
+    const StepWork work = worker_->step(data, batch_of(step), hooks);
     const double step_time = seconds_since(start);
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
     StepMetrics m{step + 1, loss, learning_rate(c_.train, step), grad_norm, tokens / step_time, step_time,
                   step_time - comm_wait, comm_wait, sync_.bytes_per_step(), nonfinite_.skipped(), std::nullopt,
-                  std::nullopt};
+                  std::nullopt, std::nullopt};
     if (c_.parallel.pp > 1) m.pipeline = pipeline_metrics(work, step_time);
+    m.spike = spike;
     return m;
   }
+
+  // The batch (0-based) that step `step` (0-based) trains on: batch k feeds step k until a batch
+  // before it is skipped (data.skip_batches, rollbacks); the data samples and dropout masks are
+  // keyed by it, the learning rate by the step.
+  int64_t batch_of(int64_t step) const {
+    int64_t batch = step;
+    for (int64_t skipped : skipped_batches_) {  // sorted, 1-based
+      if (skipped - 1 <= batch) ++batch;
+    }
+    return batch;
+  }
+
+  // Never trains on batch number `batch` (1-based) again.
+  void skip_batch(int64_t batch) {
+    skipped_batches_.insert(std::upper_bound(skipped_batches_.begin(), skipped_batches_.end(), batch), batch);
+  }
+
+  // What a checkpoint records besides tensors: its step and the run state that makes a resumed run
+  // continue bit for bit (the spike window, the skipped batches) or notice other data.
+  checkpoint::Header run_state(int64_t step, const std::string& data) const {
+    checkpoint::Header header;
+    header.step = step;
+    header.data = data;
+    header.spike_window = spikes_.save();
+    for (int64_t b : skipped_batches_) {
+      if (!header.skipped_batches.empty()) header.skipped_batches += ',';
+      header.skipped_batches += std::to_string(b);
+    }
+    return header;
+  }
+
+  // The run state of a checkpoint's header: its spike window, and its skipped batches added to ours.
+  void restore_run_state(const checkpoint::Header& header, const std::string& where) {
+    spikes_.restore(header.spike_window, where);
+    Config saved;
+    saved.data.skip_batches = header.skipped_batches;
+    for (int64_t b : skip_batch_list(saved)) {
+      if (!std::binary_search(skipped_batches_.begin(), skipped_batches_.end(), b)) skip_batch(b);
+    }
+  }
+
+  // Whether the last step found a spike that train.spike_policy = rollback must roll back; cleared
+  // by reading.
+  bool take_rollback() { return std::exchange(rollback_, false); }
 
   // Mean loss over eval_batches x global_batch validation windows (the same windows every time),
   // each data-parallel rank evaluating its contiguous share.
@@ -141,19 +200,39 @@ class RankTrainer {
 
   // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
   // Returns the bytes this rank wrote.
-  int64_t save(const std::string& path, int64_t step, Comm& world) {
-    return checkpoint_state_.save(path, step, world);
+  int64_t save(const std::string& path, int64_t step, const std::string& data, Comm& world) {
+    return checkpoint_state_.save(path, run_state(step, data), world);
   }
   // This rank's tensors from the checkpoint file `path`, by global name.
   void restore(const std::string& path) { checkpoint_state_.restore(path); }
 
  private:
-  // NaN injection for tests (FaultInjection): as if the backward pass had produced one in the
-  // middle of this rank's gradients, before any reduction sees it.
-  void inject_nan() {
+  // Fault injection for tests (FaultInjection): as if the backward pass had produced `value` in
+  // the middle of this rank's gradients, before any reduction sees it.
+  void inject(float value) {
     const auto grads = worker_->grads();
-    const float nan = std::numeric_limits<float>::quiet_NaN();
-    worker_->ops().upload(&nan, grads.subspan(grads.size() / 2, 1));
+    worker_->ops().upload(&value, grads.subspan(grads.size() / 2, 1));
+  }
+
+  // train.spike_policy on a step with a finite loss and norm: a spike (the verdicts of every rank
+  // combined, so all act alike) is skipped or marked for rollback and returned; anything else
+  // enters the window. Throws CollectiveError after more than train.max_skips spikes in a row.
+  std::optional<SpikeEvent> judge_spike(double loss, double grad_norm, int64_t step_number) {
+    if (c_.train.spike_policy == SpikePolicy::kOff) return std::nullopt;
+    const SpikeVerdict verdict = spikes_.judge(loss, grad_norm);
+    const double votes = comms_.dp.all_reduce_sum(comms_.pp.all_reduce_sum(verdict.spike ? 1.0 : 0.0));
+    if (votes == 0) {
+      spikes_.admit(loss, grad_norm);
+      spike_streak_ = 0;
+      return std::nullopt;
+    }
+    if (++spike_streak_ > c_.train.max_skips) {
+      throw CollectiveError("loss or gradient-norm spike at step " + std::to_string(step_number) + ": " +
+                            std::to_string(spike_streak_) + " in a row, more than train.max_skips = " +
+                            std::to_string(c_.train.max_skips) + " (lower train.lr or raise train.warmup)");
+    }
+    rollback_ = c_.train.spike_policy == SpikePolicy::kRollback;
+    return SpikeEvent{rollback_ ? "rollback" : "skip", step_number, loss, grad_norm, verdict.loss_z, verdict.norm_z};
   }
 
   // The norm over every gradient element of the model once: each rank holds its stage's, all of
@@ -220,7 +299,13 @@ class RankTrainer {
   GradSync sync_;
   AdamW<float> optimizer_;
   NonfinitePolicy nonfinite_;
+  SpikeDetector spikes_;
+  int spike_streak_ = 0;   // spikes in a row
+  bool rollback_ = false;  // the last step's spike asks for a rollback
+  std::vector<int64_t> skipped_batches_;  // sorted batch numbers (1-based) never trained on
   int64_t nan_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets a NaN here
+  int64_t spike_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets spike_value_ here
+  float spike_value_ = 0;
   bool preempted_ = false;
   LayerProbe probe_;
   CheckpointState checkpoint_state_;
@@ -252,32 +337,67 @@ std::optional<std::string> resume_file(const Config& c, const std::optional<chec
   return (std::filesystem::path(*latest) / checkpoint::kFileName).string();
 }
 
-// Loads `path` into the trainer after checking that it fits the config. Returns its step.
-// Collective over `world`: rank 0 verifies the whole file's seal once, before any rank lets HDF5
-// parse it; every rank then reads its part; a failure anywhere stops every rank with one message.
-int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, Comm& world, std::ostream& progress) {
+// Loads `path` into the trainer after checking that it fits the config and, when `data` (this
+// run's data_fingerprint) is given, that it was trained on the same data (unless
+// checkpoint.allow_data_change). Returns its step. Collective over `world`: rank 0 verifies the
+// whole file's seal once, before any rank lets HDF5 parse it; every rank then reads its part; a
+// failure anywhere stops every rank with one message.
+int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, Comm& world, std::ostream& progress,
+               const std::string& data = "") {
   const auto start = Clock::now();
   agree(world, [&] {
     if (world.rank() == 0) checkpoint::verify(path);
   });
   checkpoint::Header header;
-  std::string changed;
+  std::string changed, data_changes;
   agree(world, [&] {
     header = checkpoint::read_header(path);
     changed = checkpoint::compare_configs(header.config, c, "checkpoint " + path);
+    if (!data.empty() && !header.data.empty()) data_changes = describe_data_change(header.data, data);
+    if (!data_changes.empty() && !c.checkpoint.allow_data_change) {
+      throw UserError("checkpoint " + path + " was trained on other data than this run's:" + data_changes +
+                      "\nresuming would change which samples every later step trains on; use the data it was "
+                      "saved with, or resume knowingly with --checkpoint.allow_data_change=true");
+    }
     trainer.restore(path);
+    trainer.restore_run_state(header, "checkpoint " + path);
   });
   char took[48];
   std::snprintf(took, sizeof took, "%.2f s", seconds_since(start));
   progress << "resumed from " << path << " at step " << header.step << " (saved from " << header.layout
            << "; this rank read its part in " << took << ")\n";
   if (!changed.empty()) progress << "settings changed since the checkpoint:" << changed << "\n";
+  if (!data_changes.empty()) {
+    progress << "data changed since the checkpoint (checkpoint.allow_data_change = true):" << data_changes << "\n";
+  }
   return header.step;
+}
+
+// train.spike_policy = rollback after a spike at step `step` (0-based): batch `step` used is
+// never trained on again, and the trainer goes back to the latest checkpoint. Returns that
+// checkpoint's step, or nothing when there is none yet (the spike's step stays skipped).
+// Collective over `world`.
+std::optional<int64_t> roll_back(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
+                                 const std::string& data, Comm& world, std::ostream& progress, SpikeEvent& event) {
+  std::optional<std::string> latest;
+  agree(world, [&] { latest = store.latest(); });
+  if (!latest) {
+    progress << "spike at step " << step + 1 << ": no checkpoint to roll back to yet, the step is skipped\n";
+    return std::nullopt;
+  }
+  event.skipped_batch = trainer.batch_of(step) + 1;
+  trainer.skip_batch(event.skipped_batch);
+  progress << "spike at step " << step + 1 << ": loss " << event.loss << " (" << event.loss_z << " sigma), gradient norm "
+           << event.grad_norm << " (" << event.norm_z << " sigma): rolling back, batch " << event.skipped_batch
+           << " skipped from now on\n";
+  const std::string path = (std::filesystem::path(*latest) / checkpoint::kFileName).string();
+  event.to_step = resume(trainer, c, path, world, progress, data);
+  return event.to_step;
 }
 
 // Collective: writes, makes durable and publishes the checkpoint of `step`.
 void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
-                     Comm& world, std::ostream& progress) {
+                     const std::string& data, Comm& world, std::ostream& progress) {
   const auto start = Clock::now();
   std::string dir;
   if (world.rank() == 0) dir = store.begin(step);
@@ -285,7 +405,7 @@ void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::St
   if (world.rank() != 0) dir = (std::filesystem::path(store.dir()) / (checkpoint::Store::step_name(step) + ".tmp")).string();
   // write_file returns once every part is durable and rank 0 has sealed the file; rank 0, which
   // commits, gets there only after sealing, so no barrier is needed between the two.
-  const double bytes = world.all_reduce_sum(double(trainer.save(dir + "/" + checkpoint::kFileName, step, world)));
+  const double bytes = world.all_reduce_sum(double(trainer.save(dir + "/" + checkpoint::kFileName, step, data, world)));
   if (world.rank() == 0) store.commit(step, c.checkpoint.keep);
   world.barrier();
   const double seconds = seconds_since(start);
@@ -323,7 +443,8 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
 
   RankTrainer trainer(c, comms, faults);
   progress << trainer.describe(threads) << "\n";
-  const int64_t start = resume_from ? resume(trainer, c, *resume_from, world, progress) : 0;
+  const std::string data = store ? data_fingerprint(train_data, val_data) : "";
+  const int64_t start = resume_from ? resume(trainer, c, *resume_from, world, progress, data) : 0;
 
   const std::filesystem::path run_dir(c.run.dir);
   std::optional<MetricsWriter> metrics;
@@ -346,11 +467,22 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       leader && c.run.diag_every > 0
           ? std::optional<DiagnosticsWriter>(std::in_place, (run_dir / "diagnostics.h5").string(), c.model.layers)
           : std::nullopt;
+  std::optional<SpikeEvent> rolled_back;  // reported on the first row after a rollback
   for (int64_t step = start; step < stop; ++step) {
     const bool diagnose = c.run.diag_every > 0 && (step == 0 || (step + 1) % c.run.diag_every == 0 ||
                                                    step + 1 == c.train.steps);
     DiagnosticsRow row;
     StepMetrics m = trainer.step(train_data, step, diagnose ? &row : nullptr);
+    if (trainer.take_rollback()) {
+      if (const auto to = roll_back(trainer, c, *store, step, data, world, progress, *m.spike)) {
+        if (leader) metrics->rewind(*to);
+        rolled_back = m.spike;
+        step = *to - 1;
+        continue;
+      }
+      m.spike->action = "skip";  // nothing to roll back to yet
+    }
+    if (!m.spike && rolled_back) m.spike = std::exchange(rolled_back, std::nullopt);
     if (diagnostics && diagnose) diagnostics->append(row);
     step_times.push_back(m.step_time_s);
     summary.losses.push_back(m.loss);
@@ -361,14 +493,21 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       m.val_loss = trainer.validation_loss(val_data);
       summary.final_val_loss = *m.val_loss;
     }
-    if (leader && (evaluate || m.step % c.run.log_every == 0)) {
+    if (leader && m.spike && m.spike->at_step == m.step) {
+      progress << "spike at step " << m.step << ": loss " << m.spike->loss << " (" << m.spike->loss_z
+               << " sigma), gradient norm " << m.spike->grad_norm << " (" << m.spike->norm_z << " sigma): "
+               << "step skipped\n";
+    }
+    if (leader && (evaluate || m.spike || m.step % c.run.log_every == 0)) {
       metrics->write(m);
       const double eta = seconds_since(run_start) / double(m.step - start) * double(stop - m.step);
       progress << progress_line(m, c.train.steps, eta) << "\n" << std::flush;
     }
     const bool preempted = trainer.preempted();  // the same on every rank: all stop after this step
     const bool periodic = c.checkpoint.every > 0 && m.step % c.checkpoint.every == 0;
-    if (store && (periodic || m.step == stop || preempted)) save_checkpoint(trainer, c, *store, m.step, world, progress);
+    if (store && (periodic || m.step == stop || preempted)) {
+      save_checkpoint(trainer, c, *store, m.step, data, world, progress);
+    }
     if (preempted) {
       summary.preempted = true;
       progress << "preempted: stopping after step " << m.step

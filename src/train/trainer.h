@@ -21,11 +21,16 @@ struct TrainSummary {
   bool preempted = false;      // stopped by SIGTERM/SIGUSR1 after saving a checkpoint
 };
 
-// Faults a test asks for (src/main.cpp reads them from KL_INJECT_NAN=RANK:STEP): world rank
-// `nan_rank`'s gradient gets a NaN at step `nan_step` (1-based), before any reduction sees it.
+// Faults a test asks for (src/main.cpp reads them from KL_INJECT_NAN=RANK:STEP and
+// KL_INJECT_SPIKE=RANK:STEP[:VALUE]): world rank `nan_rank`'s gradient gets a NaN at step
+// `nan_step` (1-based), before any reduction sees it; world rank `spike_rank`'s gets `spike_value`
+// added to one element at step `spike_step` (a finite gradient spike), once per process.
 struct FaultInjection {
   int nan_rank = -1;
   int64_t nan_step = 0;
+  int spike_rank = -1;
+  int64_t spike_step = 0;
+  float spike_value = 1000.0f;
 };
 
 // Trains `config` as one pipeline stage of one data-parallel replica: from a fresh initialisation

@@ -22,6 +22,11 @@ expect_error "unknown key in file" "model.layerz" -- "$bin" train --config "$wor
 expect_error "unknown key on command line" "train.bogus" -- "$bin" train --config "$work/ok.ini" --train.bogus=1
 expect_error "wrong type" "model.layers" -- "$bin" train --config "$work/type.ini"
 expect_error "negative value" "train.steps" -- "$bin" train --config "$work/ok.ini" --train.steps=-3
+expect_error "unknown spike policy" "train.spike_policy" -- "$bin" train --config "$work/ok.ini" --train.spike_policy=sometimes
+expect_error "rollback without checkpoints" "spike_policy = rollback.*needs checkpoints" \
+  -- "$bin" train --config "$work/ok.ini" --train.spike_policy=rollback --checkpoint.dir=none
+expect_error "batch number 0" "data.skip_batches = 3,0: '0' is not a positive integer" \
+  -- "$bin" train --config "$work/ok.ini" --data.skip_batches=3,0
 expect_error "heads do not divide" "model.heads" -- "$bin" train --config "$work/heads.ini"
 expect_error "layout vs world size" "parallel.dp" -- "$bin" train --config "$work/ok.ini" --parallel.dp=2
 expect_error "pipeline larger than the world" "parallel.pp" -- "$bin" train --config "$work/ok.ini" --parallel.pp=2

@@ -1,0 +1,48 @@
+// Loss and gradient-norm spikes (train.spike_policy): a step whose loss or global gradient norm,
+// both finite, lies more than train.spike_sigma standard deviations above the mean of the last
+// train.spike_window admitted steps. Like llm.c's outlier detector, the statistics are a plain
+// mean and (population) standard deviation over a sliding window, and nothing is judged until the
+// window is full. Only admitted steps enter the window: a skipped spike does not raise the bar for
+// the next one.
+//
+// Every rank judges the same reduced loss and norm, so every rank reaches the same verdict; the
+// trainer still combines the verdicts over the world before acting on one. The window travels in
+// the checkpoint (save/restore), so a resumed run judges exactly as an uninterrupted one.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+
+namespace kl {
+
+struct SpikeVerdict {
+  bool spike = false;
+  double loss_z = 0, norm_z = 0;  // deviations above the window's mean (0 while it fills)
+};
+
+class SpikeDetector {
+ public:
+  SpikeDetector(double sigma, int window) : sigma_(sigma), window_(window) {}
+
+  // Whether (loss, grad_norm) is a spike against the window; changes nothing.
+  SpikeVerdict judge(double loss, double grad_norm) const;
+  // Adds an admitted step's values to the window (dropping the oldest once it is full).
+  void admit(double loss, double grad_norm);
+
+  // The window as text that restore() reads back bit for bit ("" when empty).
+  std::string save() const;
+  // Throws UserError (naming `where`) when `text` is not what save() writes.
+  void restore(const std::string& text, const std::string& where);
+
+  bool full() const { return static_cast<int>(losses_.size()) == window_; }
+
+ private:
+  double z_score(const std::deque<double>& values, double x) const;
+
+  double sigma_;
+  int window_;
+  std::deque<double> losses_, norms_;
+};
+
+}  // namespace kl
