@@ -155,9 +155,14 @@ void read_dataset(hid_t file, const std::string& path, const std::string& name,
   h5::Id ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.valid()) throw UserError(where + " cannot be opened (corrupt?)");
   h5::Id space(H5Dget_space(ds.get()), H5Sclose);
-  std::vector<hsize_t> dims(8);
-  const int rank = space.valid() ? H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) : -1;
-  bool same = rank == static_cast<int>(shape.size());
+  // The rank first: H5Sget_simple_extent_dims writes as many sizes as the file's dataspace has
+  // dimensions (up to 32), whatever the buffer.
+  const int rank = space.valid() && H5Sget_simple_extent_type(space.get()) == H5S_SIMPLE
+                       ? H5Sget_simple_extent_ndims(space.get())
+                       : -1;
+  std::vector<hsize_t> dims(shape.size());
+  bool same = rank == static_cast<int>(shape.size()) &&
+              (rank == 0 || H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) == rank);
   for (int d = 0; same && d < rank; ++d) same = dims[static_cast<size_t>(d)] == static_cast<hsize_t>(shape[static_cast<size_t>(d)]);
   if (!same) throw UserError(where + " has another shape than the model expects");
   // Exactly what write_file makes: little-endian float32, stored contiguously, as many bytes as

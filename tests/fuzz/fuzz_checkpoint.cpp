@@ -3,7 +3,9 @@
 //         accepts, the readers behind it must cope).
 //   odd:  the bytes after the seal, which this target seals correctly: the hostile bytes get past
 //         verify() and reach HDF5's parser and our readers (header attributes, the config text,
-//         dataset shapes and CRCs). Everything must load or be refused with a UserError.
+//         dataset shapes and CRCs) and the parsers of what the header holds as text (the config,
+//         the data fingerprint, the spike window, the skipped batches). Everything must load or be
+//         refused with a UserError.
 // Anything else (another exception, a crash, a sanitizer report, a hang) is a finding.
 #include <unistd.h>
 
@@ -16,6 +18,9 @@
 #include <vector>
 
 #include "src/checkpoint/checkpoint.h"
+#include "src/config/config.h"
+#include "src/data/fingerprint.h"
+#include "src/train/spike.h"
 #include "src/util/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -35,6 +40,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     kl::checkpoint::verify(path);
     const kl::checkpoint::Header header = kl::checkpoint::read_header(path);
     if (header.step < 0) std::abort();  // the reader promised a step >= 0
+    kl::describe_data_change(header.data, header.data + "train 9 tokens 1 hash 0 x\n");
+    kl::SpikeDetector spikes(5.0, 128);
+    try {
+      spikes.restore(header.spike_window, "fuzz");
+    } catch (const kl::UserError&) {
+    }
+    kl::Config skips;
+    skips.data.skip_batches = header.skipped_batches;
+    try {
+      kl::skip_batch_list(skips);
+    } catch (const kl::UserError&) {
+    }
     std::ostream discard(nullptr);
     kl::checkpoint::inspect(path, discard);
   } catch (const kl::UserError&) {
