@@ -31,7 +31,7 @@
 # medians over the rounds that ran. --point-timeout S: a run still going after S s is stopped
 # (SIGTERM to launch/mpirun.sh, the ranks end after their step) and recorded as failed.
 #
-# Out: DIR/study.csv (one row a point; columns in README "Scaling studies"), DIR/study.md (the same
+# Out: DIR/study.csv (one row a point; columns in docs/studies.md), DIR/study.md (the same
 # as a table), DIR/study.json (the command, cores, peak), DIR/points/NAME/ (each run directory, its
 # train.log and the per-rank peak memory; round1/, round2/... with --repeat), DIR/*.png. Every
 # point runs with run.log_every = 1 and checkpoint.dir = none unless an override says otherwise. A point that fails (exit status, no

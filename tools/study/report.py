@@ -4,7 +4,7 @@ import json
 import os
 import time
 
-# The CSV's columns (README "Scaling studies"); the grid's keys come after error, as grid:KEY.
+# The CSV's columns (docs/studies.md); the grid's keys come after error, as grid:KEY.
 FIXED_COLUMNS = [
     "point", "status", "error", "dp", "pp", "ranks", "threads", "cores", "oversubscribed", "schedule",
     "virtual", "micro_batch", "micro_batches", "global_batch", "layers", "d_model", "seq_len", "params",
