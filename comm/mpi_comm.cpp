@@ -59,13 +59,13 @@ MpiComm::~MpiComm() {
 
 std::unique_ptr<MpiComm> MpiComm::world() {
   MPI_Comm dup;
-  KL_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
+  Watchdog::get().watch_call("communicator creation", [&] { KL_CHECK_MPI(MPI_Comm_dup(MPI_COMM_WORLD, &dup)); });
   return std::make_unique<MpiComm>(dup);
 }
 
 std::unique_ptr<MpiComm> MpiComm::split(int color, int key) const {
   MPI_Comm part;
-  KL_CHECK_MPI(MPI_Comm_split(comm_, color, key, &part));
+  Watchdog::get().watch_call("communicator creation", [&] { KL_CHECK_MPI(MPI_Comm_split(comm_, color, key, &part)); });
   return std::make_unique<MpiComm>(part);
 }
 

@@ -67,6 +67,18 @@ class Watchdog {
 
   std::string report() const;  // the last started, last completed and the awaited operation
 
+  // Runs `call`, a blocking call that waits for peers with no request to wait on (MPI_Init,
+  // communicator creation, MPI_Finalize), as one watched operation.
+  template <class Call>
+  void watch_call(const char* kind, Call&& call) {
+    const uint64_t seq = started(kind, -1, 0);
+    {
+      Blocked blocked(seq);
+      call();
+    }
+    completed(seq);
+  }
+
  private:
   Watchdog() = default;
   void watch();

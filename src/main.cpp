@@ -68,6 +68,30 @@ std::string take_flag(std::vector<std::string>& args, const std::string& flag) {
   return "";
 }
 
+#ifdef KL_HAVE_MPI
+// Before MPI_Init, the deadline of MPI's start-up: the config's parallel.timeout_s when the command
+// line names a config that loads, else the default. Nothing is reported here: job_config reports a
+// bad config after MPI_Init, from rank 0 alone.
+double startup_timeout(std::vector<std::string> args) {
+  try {
+    const std::string file = take_flag(args, "--config");
+    take_flag(args, "--checkpoint");
+    take_flag(args, "--out");
+    if (!file.empty()) return kl::load_config(file, args).parallel.timeout_s;
+  } catch (const std::exception&) {
+  }
+  return kl::Config{}.parallel.timeout_s;
+}
+
+// Before MPI_Init, this process's rank as the launcher gave it (for the watchdog's report).
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    if (const char* value = std::getenv(name)) return std::atoi(value);
+  }
+  return 0;
+}
+#endif
+
 // This process's rank in the job and the job's size (0 and 1 without MPI).
 int world_rank() {
   int rank = 0;
@@ -248,8 +272,12 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
 
 #ifdef KL_HAVE_MPI
+  // MPI_Init, the communicators made after it and MPI_Finalize wait for every rank of the job: one
+  // that stops or stalls there (a frozen node) would keep the others waiting forever. The
+  // watchdog watches them like any other wait, with the config's deadline.
+  kl::Watchdog::get().arm(startup_timeout(args), launcher_rank());
   int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  kl::Watchdog::get().watch_call("MPI_Init", [&] { MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided); });
 #endif
   const int rank = world_rank(), ranks = world_size();
   int status = 0;
@@ -289,7 +317,7 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, status);
   }
-  MPI_Finalize();
+  kl::Watchdog::get().watch_call("MPI_Finalize", [] { MPI_Finalize(); });
 #else
   (void)failed_alone;
 #endif
