@@ -9,6 +9,10 @@
 # rank; the ranks finish their step, save a checkpoint and exit 75 ("saved, requeue me"), which this
 # script returns. (Open MPI's mpirun, sent SIGTERM itself, kills the ranks one second later.)
 set -uo pipefail
+# The trap comes first: a signal that arrives before mpirun runs is kept (nothing started, nothing to
+# save: exit 75 in place of starting), one that arrives while it starts is passed on once $pid is known.
+pid="" preempted=0
+trap 'preempted=1; [ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null' TERM INT
 root=$(cd "$(dirname "$0")/.." && pwd)  # paths in the command line stay relative to the caller
 config="" overrides=() mpirun_args=()
 while [ $# -gt 0 ]; do
@@ -55,9 +59,13 @@ thread_flag=(--run.threads="$threads")
 command+=("${mpirun_args[@]}" "$bin" train --config "$config" "${thread_flag[@]}" "${overrides[@]}")
 
 echo "launch/mpirun.sh: ${command[*]}" >&2
+if [ "$preempted" = 1 ]; then
+  echo "launch/mpirun.sh: preempted before mpirun started; exit 75" >&2
+  exit 75
+fi
 "${command[@]}" &
 pid=$!
-trap 'kill -USR1 "$pid" 2>/dev/null' TERM INT
+[ "$preempted" = 0 ] || kill -USR1 "$pid" 2>/dev/null
 while true; do
   wait "$pid"
   status=$?

@@ -33,6 +33,7 @@
 #include "src/checkpoint/store.h"
 #include "src/config/config.h"
 #include "src/data/text_shards.h"
+#include "src/train/preemption.h"
 #include "src/train/trainer.h"
 #include "src/util/error.h"
 
@@ -271,6 +272,9 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
 
+  // A preemption signal (SIGTERM, SIGUSR1) that arrives during start-up is kept for the first step,
+  // which saves and exits 75, instead of killing the rank before train() would install the handlers.
+  if (command == "train") kl::install_preemption_handlers();
 #ifdef KL_HAVE_MPI
   // MPI_Init, the communicators made after it and MPI_Finalize wait for every rank of the job: one
   // that stops or stalls there (a frozen node) would keep the others waiting forever. The
