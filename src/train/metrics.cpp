@@ -23,12 +23,25 @@ void MetricsWriter::rewind(int64_t keep_through) {
     std::string line;
     while (std::getline(in, line)) {
       long long step = 0;
-      if (std::sscanf(line.c_str(), "{\"step\":%lld", &step) == 1 && step <= keep_through) kept += line + "\n";
+      // Whole rows only: a row cut short (a file left by an older version, see below) is dropped.
+      if (std::sscanf(line.c_str(), "{\"step\":%lld", &step) == 1 && step <= keep_through && line.back() == '}') {
+        kept += line + "\n";
+      }
     }
   }
-  file_ = std::fopen(path.c_str(), "w");
-  if (!file_) throw UserError("cannot create " + path + ": " + std::strerror(errno));
-  if (std::fputs(kept.c_str(), file_) < 0) throw UserError("cannot write " + path + ": " + std::strerror(errno));
+  // The kept rows go to a new file that then replaces the old one in one rename. Rewritten in place,
+  // a job killed before its first row (kill -9, the watchdog's exit) left the file cut at a stdio
+  // buffer's edge: the rows after it lost, and the cut row kept by the next start.
+  const std::string tmp = path + ".tmp";
+  std::FILE* out = std::fopen(tmp.c_str(), "w");
+  if (!out) throw UserError("cannot create " + tmp + ": " + std::strerror(errno));
+  const bool written = std::fputs(kept.c_str(), out) >= 0 && std::fflush(out) == 0;
+  if (std::fclose(out) != 0 || !written) throw UserError("cannot write " + tmp + ": " + std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    throw UserError("cannot replace " + path + ": " + std::strerror(errno));
+  }
+  file_ = std::fopen(path.c_str(), "a");
+  if (!file_) throw UserError("cannot open " + path + ": " + std::strerror(errno));
 }
 
 MetricsWriter::~MetricsWriter() {
