@@ -3,9 +3,8 @@
 // rank, file, line, the call and the library's own sentence, then the whole job ends. For an
 // expected failure (a user's file, a missing device) report a UserError instead of using these.
 //
-// KL_CHECK_H5(call): an HDF5 call whose negative result is an internal error; evaluates to the
-// call's result. Reading a user's file goes through src/checkpoint/h5.h's helpers, which report
-// UserErrors naming the file and the object.
+// KL_CHECK_H5(call): an HDF5 call whose negative result is an internal error (HDF5 only writes:
+// checkpoints are read through their index, src/checkpoint/index.h); evaluates to the call's result.
 #pragma once
 
 #include <hdf5.h>

@@ -136,52 +136,46 @@ std::span<float> part(const RankState& s, size_t group) {
   return group == 0 ? s.params : group == 1 ? s.exp_avg : s.exp_avg_sq;
 }
 
-// Opens a checkpoint for reading after checking its seal's header and size (not its CRC: verify()).
-h5::Id open_file(const std::string& path) {
-  read_seal(open_readonly(path).fd, path);
-  h5::quiet();
-  h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
-  if (!file.valid()) {
-    throw UserError("checkpoint " + path + ": not a readable HDF5 file (missing, truncated or corrupt)");
+// The seal and the index of `path`, checked; the open file with them, for reading tensors.
+struct Opened {
+  Fd fd;
+  Index index;
+};
+
+Opened open_checked(const std::string& path) {
+  const std::string where = "checkpoint " + path;
+  Fd fd = open_readonly(path);
+  const Seal seal = read_seal(fd.fd, path);
+  char first[kIndexLineBytes] = {};
+  const int64_t length = ::pread(fd.fd, first, sizeof first, kSealBytes) == kIndexLineBytes
+                             ? index_length(std::string_view(first, sizeof first))
+                             : -1;
+  if (length < 0) throw UserError(where + ": no index after its seal (not written by this kilolayer?)");
+  if (length > seal.size - kSealBytes || length > (int64_t{1} << 30)) {
+    throw UserError(where + ": its index claims " + std::to_string(length) + " bytes, more than the file holds");
   }
-  return file;
+  std::string text(static_cast<size_t>(length), '\0');
+  if (::pread(fd.fd, text.data(), text.size(), kSealBytes) != length) throw UserError(where + ": cannot read its index");
+  Index index = parse_index(text, kSealBytes + length, seal.size, where);
+  return {std::move(fd), std::move(index)};
 }
 
 // Reads dataset `name` of `shape` into out (numel floats) and checks its CRC-32.
-void read_dataset(hid_t file, const std::string& path, const std::string& name,
+void read_dataset(const Opened& file, const std::string& path, const std::string& name,
                   const std::vector<int64_t>& shape, float* out) {
   const std::string where = "checkpoint " + path + ": dataset " + name;
-  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0) throw UserError(where + " is missing");
-  h5::Id ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.valid()) throw UserError(where + " cannot be opened (corrupt?)");
-  h5::Id space(H5Dget_space(ds.get()), H5Sclose);
-  // The rank first: H5Sget_simple_extent_dims writes as many sizes as the file's dataspace has
-  // dimensions (up to 32), whatever the buffer.
-  const int rank = space.valid() && H5Sget_simple_extent_type(space.get()) == H5S_SIMPLE
-                       ? H5Sget_simple_extent_ndims(space.get())
-                       : -1;
-  std::vector<hsize_t> dims(shape.size());
-  bool same = rank == static_cast<int>(shape.size()) &&
-              (rank == 0 || H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr) == rank);
-  for (int d = 0; same && d < rank; ++d) same = dims[static_cast<size_t>(d)] == static_cast<hsize_t>(shape[static_cast<size_t>(d)]);
-  if (!same) throw UserError(where + " has another shape than the model expects");
-  // Exactly what write_file makes: little-endian float32, stored contiguously, as many bytes as
-  // the shape needs. Anything else (found by tests/fuzz/fuzz_checkpoint.cpp: a damaged datatype made
-  // HDF5 allocate a 4 GiB conversion buffer) is refused before HDF5 reads any data.
-  int64_t n = 1;
-  for (int64_t d : shape) n *= d;
-  h5::Id type(H5Dget_type(ds.get()), H5Tclose);
-  h5::Id plist(H5Dget_create_plist(ds.get()), H5Pclose);
-  if (!type.valid() || H5Tequal(type.get(), H5T_IEEE_F32LE) <= 0 || !plist.valid() ||
-      H5Pget_layout(plist.get()) != H5D_CONTIGUOUS || H5Pget_nfilters(plist.get()) != 0 ||
-      H5Dget_storage_size(ds.get()) != hsize_t(n) * sizeof(float)) {
-    throw UserError(where + " is not stored as " + std::to_string(n) + " contiguous little-endian float32 values");
+  const auto it = file.index.tensors.find(name);
+  if (it == file.index.tensors.end()) throw UserError(where + " is missing");
+  const TensorEntry& t = it->second;
+  if (t.shape != shape) throw UserError(where + " has another shape than the model expects");
+  auto* bytes = reinterpret_cast<char*>(out);
+  for (int64_t done = 0; done < t.bytes;) {
+    const ssize_t got = ::pread(file.fd.fd, bytes + done, static_cast<size_t>(t.bytes - done), t.offset + done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) throw UserError(where + " cannot be read (truncated?)");
+    done += got;
   }
-  const int64_t expected = h5::read_int_attribute(ds.get(), "crc32", where);
-  if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-    throw UserError(where + " cannot be read (truncated or corrupt)");
-  }
-  if (crc_of(out, n) != static_cast<uint32_t>(expected)) {
+  if (crc_of(out, t.bytes / int64_t{sizeof(float)}) != t.crc) {
     throw UserError(where + ": checksum mismatch (the data is corrupt)");
   }
 }
@@ -234,6 +228,20 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
     for (size_t g = 0; g < kGroups.size(); ++g) crcs[g * n + i] = crc_of(part(mine, g).data() + spec->offset, spec->numel());
   }
   world.all_reduce_sum(crcs);
+  // The index (src/checkpoint/index.h), offsets still 0: its length does not depend on them, and
+  // it sizes the user block, which HDF5 needs before the file exists (a power of two).
+  Index index;
+  index.header = header;
+  index.header.format_version = kFormatVersion;
+  for (size_t g = 0; g < kGroups.size(); ++g) {
+    for (size_t i = 0; i < n; ++i) {
+      index.tensors[kGroups[g] + specs[i].name] = {0, specs[i].numel() * int64_t{sizeof(float)},
+                                                   static_cast<uint32_t>(crcs[g * n + i]), specs[i].shape};
+    }
+  }
+  const int64_t index_bytes = static_cast<int64_t>(format_index(index).size());
+  hsize_t userblock = 1024;
+  while (userblock < hsize_t(kSealBytes + index_bytes)) userblock *= 2;
 
   // Parallel HDF5's collective calls are MPI operations the watchdog cannot see one by one: the
   // whole write is one watched operation (a stopped peer would block it).
@@ -242,11 +250,11 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   h5::Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
   if (world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), world_mpi->native(), MPI_INFO_NULL));
   h5::Id fcpl(KL_CHECK_H5(H5Pcreate(H5P_FILE_CREATE)), H5Pclose);
-  KL_CHECK_H5(H5Pset_userblock(fcpl.get(), kSealBytes));  // zeros until seal() writes it
+  KL_CHECK_H5(H5Pset_userblock(fcpl.get(), userblock));  // zeros until the index and the seal are written
   // Exclusive: the file is new in a directory this run just made; a planted file or link fails it.
   h5::Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get()), H5Fclose);
   KL_CHECK(file.valid(), "cannot create checkpoint file " + path);
-  h5::write_attribute(file.get(), "format_version", header.format_version);
+  h5::write_attribute(file.get(), "format_version", kFormatVersion);
   h5::write_attribute(file.get(), "step", header.step);
   h5::write_attribute(file.get(), "tokens_seen", header.tokens_seen);
   h5::write_attribute(file.get(), "config", header.config);
@@ -260,6 +268,8 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   h5::Id dcpl(KL_CHECK_H5(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
   KL_CHECK_H5(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
   KL_CHECK_H5(H5Pset_obj_track_times(dcpl.get(), false));  // no timestamps: same state, same bytes
+  // Space allocated at creation, so that every rank knows every dataset's offset for the index.
+  KL_CHECK_H5(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
   int64_t bytes = 0;
   for (size_t g = 0; g < kGroups.size(); ++g) {
     for (size_t i = 0; i < n; ++i) {
@@ -270,6 +280,9 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
       h5::Id ds(H5Dcreate2(file.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
                 H5Dclose);
       KL_CHECK(ds.valid(), "cannot create dataset " + name + " in " + path + " (disk full?)");
+      const haddr_t offset = H5Dget_offset(ds.get());  // from the start of the file, user block included
+      KL_CHECK(offset != HADDR_UNDEF, "dataset " + name + " in " + path + " has no storage");
+      index.tensors[name].offset = static_cast<int64_t>(offset);
       h5::write_attribute(ds.get(), "crc32", static_cast<int64_t>(crcs[g * n + i]));
       if (local[i]) {
         const float* data = part(mine, g).data() + local[i]->offset;
@@ -288,7 +301,14 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
     KL_CHECK(fd.fd >= 0 && ::fsync(fd.fd) == 0, "cannot fsync " + path);
   }
   world.barrier();  // every part is durable: the file is complete
-  if (world.rank() == 0) seal(path);
+  if (world.rank() == 0) {
+    const std::string text = format_index(index);
+    KL_CHECK(static_cast<int64_t>(text.size()) == index_bytes, "the checkpoint index changed length");
+    const Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    KL_CHECK(fd.fd >= 0 && ::pwrite(fd.fd, text.data(), text.size(), kSealBytes) == index_bytes,
+             "cannot write the index of " + path + " (disk full?)");
+    seal(path);  // fsyncs the file, index included
+  }
   return bytes;
 }
 
@@ -305,33 +325,14 @@ void verify(const std::string& path) {
   }
 }
 
-Header read_header(const std::string& path) {
-  h5::Id file = open_file(path);
-  const std::string where = "checkpoint " + path;
-  Header h;
-  h.format_version = h5::read_int_attribute(file.get(), "format_version", where);
-  if (h.format_version != kFormatVersion) {
-    throw UserError(where + ": format version " + std::to_string(h.format_version) + ", this kilolayer reads " +
-                    std::to_string(kFormatVersion));
-  }
-  h.step = h5::read_int_attribute(file.get(), "step", where);
-  h.tokens_seen = h5::read_int_attribute(file.get(), "tokens_seen", where);
-  h.config = h5::read_string_attribute(file.get(), "config", where);
-  h.layout = h5::read_string_attribute(file.get(), "layout", where);
-  for (auto [name, value] : {std::pair{"data", &h.data}, std::pair{"spike_window", &h.spike_window},
-                             std::pair{"skipped_batches", &h.skipped_batches}}) {
-    if (h5::has_attribute(file.get(), name)) *value = h5::read_string_attribute(file.get(), name, where);
-  }
-  if (h.step < 0) throw UserError(where + ": negative step " + std::to_string(h.step));
-  return h;
-}
+Header read_header(const std::string& path) { return open_checked(path).index.header; }
 
 void read_tensors(const std::string& path, const RankState& mine) {
-  h5::Id file = open_file(path);
   check_room(path, *mine.table);
+  const Opened file = open_checked(path);
   for (const ParamSpec& spec : mine.table->specs()) {
     for (size_t g = 0; g < kGroups.size(); ++g) {
-      read_dataset(file.get(), path, kGroups[g] + spec.name, spec.shape, part(mine, g).data() + spec.offset);
+      read_dataset(file, path, kGroups[g] + spec.name, spec.shape, part(mine, g).data() + spec.offset);
     }
   }
 }
@@ -356,14 +357,14 @@ std::string compare_configs(const std::string& saved_ini, const Config& now, con
 
 int inspect(const std::string& path, std::ostream& out) {
   verify(path);
-  const Header header = read_header(path);
+  const Opened file = open_checked(path);
+  const Header& header = file.index.header;
   const Config saved = load_config_text(header.config, "checkpoint " + path);
   out << "checkpoint " << path << "\nformat version " << header.format_version << ", step " << header.step
       << ", tokens seen " << header.tokens_seen << "\nsaved from layout: " << header.layout << "\n";
   if (!header.data.empty()) out << "data it was trained on:\n" << header.data;
   if (!header.skipped_batches.empty()) out << "batches skipped: " << header.skipped_batches << "\n";
   out << "\n" << header.config << "\n";
-  h5::Id file = open_file(path);
   const ParamTable table(saved.model);
   check_room(path, table);
   int problems = 0;
@@ -376,7 +377,7 @@ int inspect(const std::string& path, std::ostream& out) {
     for (size_t g = 0; g < kGroups.size(); ++g) {
       const std::string name = kGroups[g] + spec.name;
       try {
-        read_dataset(file.get(), path, name, spec.shape, data.data());
+        read_dataset(file, path, name, spec.shape, data.data());
         double sum = 0.0;
         for (float x : data) sum += double(x) * x;
         char line[64];

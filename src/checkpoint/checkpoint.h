@@ -7,21 +7,23 @@
 //   /optim/exp_avg_sq/<name>      AdamW second moments
 //   each dataset: attribute `crc32` (zlib's CRC-32 of its little-endian float32 bytes)
 //   root attributes: format_version, step (optimizer steps done), tokens_seen, config (the full
-//                    effective INI), layout (the parallel layout it was saved from); and, absent
-//                    from files of older kilolayers: data (the shards' fingerprints,
-//                    src/data/fingerprint.h), spike_window (src/train/spike.h), skipped_batches
-//                    (the batch numbers skipped so far: data.skip_batches and rollbacks)
+//                    effective INI), layout (the parallel layout it was saved from), data (the
+//                    shards' fingerprints, src/data/fingerprint.h), spike_window
+//                    (src/train/spike.h), skipped_batches (data.skip_batches and rollbacks)
 //
-// The file's first 512 bytes are an HDF5 user block (HDF5 and h5py skip it) holding our seal, a
-// few text lines written last, once every rank's part is durable:
+// The file starts with an HDF5 user block (HDF5 and h5py skip it): its first 512 bytes are our
+// seal, a few text lines written last, once every rank's part is durable,
 //
-//   kilolayer checkpoint 2
+//   kilolayer checkpoint 3
 //   size 81234567            the file's size in bytes
-//   crc32 1a2b3c4d           zlib's CRC-32 of every byte after the user block
+//   crc32 1a2b3c4d           zlib's CRC-32 of every byte after these 512
 //
-// verify() checks the seal before HDF5 parses a single byte: HDF5 is not hardened against hostile
-// or damaged files, so a truncated, bit-flipped or never-finished file is refused by our code,
-// naming what is wrong, instead of reaching the HDF5 parser.
+// and the index follows (src/checkpoint/index.h): the same header and, per dataset, where its bytes
+// are, how many, their CRC-32 and its shape. kilolayer reads checkpoints through the seal and the
+// index alone: HDF5's parser never sees a file we load, since HDF5 is not hardened against hostile
+// or damaged files (a fuzzer found a heap overflow in its attribute decoding behind a valid seal).
+// A truncated, bit-flipped or never-finished file is refused by the seal, naming what is wrong; a
+// forged seal over damaged bytes is refused by the index's strict parser or a tensor's CRC-32.
 //
 // Every other piece of state is a pure function of these: the learning rate of (config, step),
 // the data position and every dropout mask of (train.seed, batch, sample), the batch of (step,
@@ -36,6 +38,7 @@
 
 #include "comm/comm.h"
 #include "models/params.h"
+#include "src/checkpoint/index.h"
 #include "src/config/config.h"
 
 namespace kl {
@@ -44,19 +47,7 @@ class MpiComm;
 
 namespace kl::checkpoint {
 
-inline constexpr int64_t kFormatVersion = 2;
-inline constexpr int64_t kSealBytes = 512;  // the HDF5 user block holding the seal
-
-struct Header {
-  int64_t format_version = kFormatVersion;
-  int64_t step = 0;
-  int64_t tokens_seen = 0;
-  std::string config;  // INI text
-  std::string layout;  // "dp=2 pp=2 schedule=1f1b virtual=1 zero=0"
-  std::string data;             // "" when the file predates it
-  std::string spike_window;     // "" when empty or the file predates it
-  std::string skipped_batches;  // "7,12"; "" when none
-};
+inline constexpr int64_t kSealBytes = 512;  // the start of the HDF5 user block holding the seal
 
 // One rank's part of the state: its tensors (a stage's table, or the whole model's) laid out in
 // flat buffers, moments in the same layout as the parameters.
@@ -79,13 +70,14 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
 void seal(const std::string& path);
 
 // Checks the seal: the header, the size and the CRC-32 of the whole file (reads it once). Throws
-// UserError naming the file and the problem. The readers below check the header and the size
-// only; call this once before them (one rank can do it for all, the others learning the verdict
-// through agree() in comm/comm.h).
+// UserError naming the file and the problem. The readers below check the seal's header and size,
+// the index and each tensor's CRC-32, not the whole file's; call this once before them (one rank
+// can do it for all, the others learning the verdict through agree() in comm/comm.h).
 void verify(const std::string& path);
 
-// Readers, one rank at a time. Throw UserError naming the file and what is wrong (not HDF5, a
-// missing attribute or dataset, a wrong shape, a checksum mismatch, another format version).
+// Readers, one rank at a time, through the index (never HDF5). Throw UserError naming the file
+// and what is wrong (no seal or index, a malformed index, a missing dataset, a wrong shape, a
+// checksum mismatch, another format version). read_tensors reads only the tensors of `mine`.
 Header read_header(const std::string& path);
 void read_tensors(const std::string& path, const RankState& mine);
 

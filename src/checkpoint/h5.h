@@ -1,6 +1,6 @@
 // Thin RAII over the HDF5 C API (the parallel, Open MPI build): an owned hid_t that closes itself,
-// and KL_CHECK_H5 (src/check/hdf5.h) for calls that must not fail. Reading a user's file goes
-// through the helpers below, which report failures as UserError naming the file and the object.
+// and KL_CHECK_H5 (src/check/hdf5.h) for calls that must not fail. Only writers use HDF5:
+// checkpoints are read through their index (src/checkpoint/index.h), never HDF5's parser.
 #pragma once
 
 #include <hdf5.h>
@@ -49,14 +49,9 @@ class Id {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
-// Attributes on an object (a file's root group or a dataset). Writers create them; the readers
-// throw UserError("<where>: ...") when absent, of the wrong kind, not a single value, or (strings)
-// longer than kMaxStringAttributeBytes.
-inline constexpr size_t kMaxStringAttributeBytes = size_t{64} << 20;
-bool has_attribute(hid_t object, const char* name);
+// Attributes on an object (a file's root group or a dataset), for other readers (h5py, h5dump):
+// kilolayer reads its checkpoints through their index (src/checkpoint/index.h), not HDF5.
 void write_attribute(hid_t object, const char* name, int64_t value);
 void write_attribute(hid_t object, const char* name, const std::string& value);
-int64_t read_int_attribute(hid_t object, const char* name, const std::string& where);
-std::string read_string_attribute(hid_t object, const char* name, const std::string& where);
 
 }  // namespace kl::h5

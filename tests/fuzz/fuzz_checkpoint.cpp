@@ -2,10 +2,10 @@
 //   even: a whole file, seal included. verify() must refuse it with a UserError (or, if it ever
 //         accepts, the readers behind it must cope).
 //   odd:  the bytes after the seal, which this target seals correctly: the hostile bytes get past
-//         verify() and reach HDF5's parser and our readers (header attributes, the config text,
-//         dataset shapes and CRCs) and the parsers of what the header holds as text (the config,
-//         the data fingerprint, the spike window, the skipped batches). Everything must load or be
-//         refused with a UserError.
+//         verify() and reach our readers (the index, src/checkpoint/index.h: header fields, tensor
+//         entries, then each tensor's bytes and CRC) and the parsers of what the header holds as
+//         text (the config, the data fingerprint, the spike window, the skipped batches). HDF5's
+//         parser is never reached. Everything must load or be refused with a UserError.
 // Anything else (another exception, a crash, a sanitizer report, a hang) is a finding.
 #include <unistd.h>
 

@@ -32,7 +32,7 @@ build fuzz_config "$root/tests/fuzz/fuzz_config.cpp" "$root/src/config/config.cp
 build fuzz_shard "$root/tests/fuzz/fuzz_shard.cpp" "$root/src/data/shard.cpp" "$root/src/util/error.cpp"
 hdf5_compile=$(pkg-config --cflags hdf5-openmpi) hdf5_link=$(pkg-config --libs hdf5-openmpi)
 # shellcheck disable=SC2086
-build fuzz_checkpoint "$root/tests/fuzz/fuzz_checkpoint.cpp" "$root"/src/checkpoint/{checkpoint,h5}.cpp \
+build fuzz_checkpoint "$root/tests/fuzz/fuzz_checkpoint.cpp" "$root"/src/checkpoint/{checkpoint,h5,index}.cpp \
   "$root/src/train/spike.cpp" "$root"/src/data/{fingerprint,dataset,shard}.cpp \
   "$root/src/config/config.cpp" "$root/models/params.cpp" "$root"/comm/{comm,mpi_comm,watchdog,grid}.cpp \
   "$root/src/util/error.cpp" $hdf5_compile -lboost_program_options $hdf5_link -lz

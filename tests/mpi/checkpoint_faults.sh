@@ -6,7 +6,7 @@
 #  - a truncated file, an unsealed file, a flipped byte, a missing dataset, a file that is not a
 #    checkpoint and a wrong `latest`: eval and inspect exit 2 with a message naming the problem
 #    (never a crash, never silent acceptance), also under mpirun with one message; the same damage
-#    behind a forged seal is caught by the checks behind it (per-dataset CRC, HDF5 structure);
+#    behind a forged seal is caught by the checks behind it (the index's parser, per-dataset CRC);
 #  - a world-writable checkpoint directory is refused unless allowed; a `latest` or step directory
 #    that is a symbolic link is refused;
 #  - preemption: SIGTERM to launch/mpirun.sh (which turns it into SIGUSR1 for mpirun) and SIGTERM
@@ -71,7 +71,7 @@ reseal() {
   /usr/bin/python3 - "$1" <<'PY'
 import sys, zlib
 raw = bytearray(open(sys.argv[1], "rb").read())
-seal = b"kilolayer checkpoint 2\nsize %d\ncrc32 %08x\n" % (len(raw), zlib.crc32(raw[512:]))
+seal = b"kilolayer checkpoint 3\nsize %d\ncrc32 %08x\n" % (len(raw), zlib.crc32(raw[512:]))
 raw[:512] = seal.ljust(512, b"\0")
 open(sys.argv[1], "wb").write(raw)
 PY
@@ -94,15 +94,33 @@ PY
 expect_refused flipped_byte "$work/flipped.h5" "checksum mismatch over the file"
 cp "$work/flipped.h5" "$work/flipped_resealed.h5" && reseal "$work/flipped_resealed.h5"
 expect_refused flipped_byte_resealed "$work/flipped_resealed.h5" "mlp.fc.weight: checksum mismatch"
+# index_edit FILE PYTHON: applies PYTHON to `index` (the index's text after its first line, bytes)
+# and writes it back with its length updated (the user block has room to spare).
+index_edit() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys
+raw = bytearray(open(sys.argv[1], "rb").read())
+length = int(raw[512:541].split()[2])
+index = bytes(raw[541:512 + length])
+index = eval(sys.argv[2])
+text = b"kilolayer index %012d\n" % (len(index) + 29) + index
+raw[512:512 + max(length, len(text))] = text.ljust(length, b"\0")
+open(sys.argv[1], "wb").write(raw)
+PY
+}
 cp "$good" "$work/missing.h5"
-/usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); del f['optim/exp_avg/final_norm.bias']" "$work/missing.h5"
+index_edit "$work/missing.h5" 'b"".join(l for l in index.splitlines(True) if not l.startswith(b"tensor optim/exp_avg/final_norm.bias "))'
 expect_refused missing_dataset "$work/missing.h5" "checksum mismatch over the file"
 reseal "$work/missing.h5"
 expect_refused missing_dataset_resealed "$work/missing.h5" "optim/exp_avg/final_norm.bias is missing"
+cp "$good" "$work/moved.h5"  # a dataset's entry pointing past the end of the file
+index_edit "$work/moved.h5" 'index.replace(b"tensor model/final_norm.bias 00000", b"tensor model/final_norm.bias 00009")'
+reseal "$work/moved.h5"
+expect_refused index_past_the_end_resealed "$work/moved.h5" "its index is malformed: model/final_norm.bias: .* do not fit"
 head -c 100000 /dev/urandom >"$work/garbage.h5"
 expect_refused not_a_checkpoint "$work/garbage.h5" "not a kilolayer checkpoint"
 head -c 100000 /dev/urandom >"$work/garbage.h5" && reseal "$work/garbage.h5"
-expect_refused not_hdf5_resealed "$work/garbage.h5" "not a readable HDF5 file"
+expect_refused no_index_resealed "$work/garbage.h5" "no index after its seal"
 mkdir -p "$work/pointer" && echo step_00000042 >"$work/pointer/latest"
 expect_refused dangling_latest "$work/pointer" "names step_00000042, which is missing"
 # Under mpirun: rank 0 verifies the seal before any rank opens the file; the job ends with one

@@ -60,16 +60,44 @@ grep -q "datasets verified (CRC-32), 0 problem(s)" "$work/inspect.log" || fail "
 import sys, zlib
 import h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["step"] == 10 and f.attrs["format_version"] == 2
+assert f.attrs["step"] == 10 and f.attrs["format_version"] == 3
 qkv = f["model/layers/000003/attn.qkv.weight"]
 assert qkv.shape == (96, 32) and qkv.dtype == np.float32
 assert zlib.crc32(qkv[()].astype("<f4").tobytes()) == qkv.attrs["crc32"]
 assert "optim/exp_avg_sq/embed.token.weight" in f
-raw = open(sys.argv[1], "rb").read()  # the seal in the 512-byte user block, checked independently
+raw = open(sys.argv[1], "rb").read()  # the seal in the user block's first 512 bytes, checked independently
 seal = dict(line.split(" ", 1) for line in raw[:512].rstrip(b"\0").decode().splitlines()[1:])
-assert raw.startswith(b"kilolayer checkpoint 2\n") and int(seal["size"]) == len(raw)
-assert int(seal["crc32"], 16) == zlib.crc32(raw[512:]) and f.userblock_size == 512
-print("h5py: step", f.attrs["step"], "tensors", sum(1 for _ in f["model/layers"]), "layers")
+assert raw.startswith(b"kilolayer checkpoint 3\n") and int(seal["size"]) == len(raw)
+assert int(seal["crc32"], 16) == zlib.crc32(raw[512:])
+# The index after it (src/checkpoint/index.h) against what h5py finds: every dataset, where HDF5
+# put its bytes, their count, CRC-32 and shape; the header fields against the attributes.
+length = int(raw[512:541].decode().split()[2])
+assert raw[512:541].startswith(b"kilolayer index ") and 512 + length <= f.userblock_size
+lines, fields, tensors, at = raw[512:512 + length].split(b"\n"), {}, {}, 1
+while lines[at] != b"end":
+    kind, name, value = lines[at].decode().split(" ", 2)
+    if kind == "int":
+        fields[name] = int(value)
+    elif kind == "string":
+        text = raw[512:512 + length].split(b"\n", at + 1)[-1][:int(value)]  # as many bytes as announced
+        fields[name] = text.decode()
+        at += text.count(b"\n") + 1
+    else:
+        offset, size, crc, shape = value.split(" ")
+        tensors[name] = (int(offset), int(size), int(crc, 16), tuple(int(d) for d in shape.split(",")))
+    at += 1
+for key in ("format_version", "step", "tokens_seen", "config", "layout", "data", "skipped_batches"):
+    expected = f.attrs[key]
+    assert fields[key] == (expected.decode() if isinstance(expected, bytes) else expected), key
+datasets = []
+f.visititems(lambda name, obj: datasets.append(name) if isinstance(obj, h5py.Dataset) else None)
+assert sorted(datasets) == sorted(tensors), "the index and the file list other datasets"
+for name, (offset, size, crc, shape) in tensors.items():
+    d = f[name]
+    assert d.id.get_offset() == offset and d.shape == shape and size == d.size * 4, name
+    assert zlib.crc32(raw[offset:offset + size]) == crc == d.attrs["crc32"], name
+print("h5py: step", f.attrs["step"], "tensors", sum(1 for _ in f["model/layers"]), "layers;", len(tensors),
+      "datasets where the index says, with its CRC-32s")
 PY
 
 /usr/bin/python3 "$here/../lib/compare_runs.py" "$work" 20 straight=split,pp4,dp4,pp4_interleaved zero_straight=zero_split,zero_to_dp1
