@@ -7,17 +7,19 @@
 #   step time (median over the steps after the warm-up), relative error;
 #   bubble: the trainer's measured one (mean over stages of the time blocked on point-to-point /
 #     step time) against the simulation's same quantity (p2p_wait_share), absolute error;
-#   activation memory per stage (MiB, the trainer's stage_activation_mb), relative error.
+#   activation memory per stage (MiB, the trainer's stage_activation_mb), relative error;
+#   core/rank: the CPU time the run's ranks got per rank and second of wall time (the study's
+#     cpu_share x cores / ranks): 1 when each rank had a core to itself.
 # Rows whose ranks outnumber the cores are marked: their ranks take turns on a core, which the
 # model does not know.
 # On a shared machine other jobs' load slows the calibration and the runs by turns, never speeds
 # them up: the sweep runs --rounds times, each round after a calibration (and one more after the
 # last), and the table compares the fastest of each, the least disturbed: per cost the smallest
 # of the calibrations (the largest copy bandwidth), per point the round with the smallest median
-# step time (its bubble with it). --wait-quiet S waits up to S s for the 1-minute load average to
+# step time (its bubble with it). --wait_quiet S waits up to S s for the 1-minute load average to
 # fall below 1 before starting. The load average is printed with the table.
 #   bench/plan_validate.sh [--layers 16] [--d_model 128] [--micro 8] [--steps 12] [--rounds 2]
-#                          [--wait-quiet 0] [--out DIR]
+#                          [--wait_quiet 0] [--out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 layers=16 d_model=128 micro=8 steps=12 rounds=2 out="" wait_quiet=0
@@ -77,7 +79,7 @@ for i, row in enumerate(by_round[0]):
     ok = [r[i] for r in by_round if r[i]["status"] == "ok"]
     rows.append(min(ok, key=lambda r: float(r["step_time_s"])) if ok else row)
 print(f"{'layout':<26} {'ranks':>5} {'step_s meas':>11} {'pred':>8} {'err':>7}  {'bubble meas':>11} {'pred':>7} {'err':>7}"
-      f"  {'act MiB meas':>20} {'pred':>20} {'err':>6}  note")
+      f"  {'act MiB meas':>20} {'pred':>20} {'err':>6} {'core/rank':>9}  note")
 for row in rows:
     if row["status"] != "ok":
         print(f"{row['point']}: {row['status']} {row['error']}")
@@ -99,6 +101,9 @@ for row in rows:
         act_err = f"{max(abs(p / m - 1) for p, m in zip(act_p, act)):.1%}"
     name = f"dp{row['dp']} pp{row['pp']} {row['schedule']}" + (f" v{row['virtual']}" if row["virtual"] != "1" else "")
     note = "OVERSUBSCRIBED: ranks > cores" if row["oversubscribed"] == "1" else ""
+    # The CPU time the ranks got, per rank, in cores: 1 when each had a core to itself (MPI's
+    # waits spin, so they count); less when other jobs took turns on the cores.
+    core_share = float(row["cpu_share"]) * int(row["cores"]) / int(row["ranks"])
     print(f"{name:<26} {row['ranks']:>5} {step:>11.4f} {step_p:>8.4f} {step_p / step - 1:>+7.1%}  {bubble:>11.3f} "
-          f"{bubble_p:>7.3f} {bubble_p - bubble:>+7.3f}  {act_text:>20} {act_pred:>20} {act_err:>6}  {note}")
+          f"{bubble_p:>7.3f} {bubble_p - bubble:>+7.3f}  {act_text:>20} {act_pred:>20} {act_err:>6} {core_share:>9.2f}  {note}")
 PY

@@ -87,7 +87,13 @@ Prediction predict(const Model& model, const Layout& l, const std::vector<pipeli
   const Config c = with_layout(model.config, l);
   const ModelConfig& m = c.model;
   const Hardware& hw = model.hardware;
-  const ComputeCosts& k = model.costs;
+  ComputeCosts k = model.costs;
+  const double size = double(l.micro_batch) / model.costs_micro_batch;
+  for (PassCosts* pass : {&k.block, &k.embedding, &k.head}) {
+    pass->forward *= size;
+    pass->backward_input *= size;
+    pass->backward_weight *= size;
+  }
   const int p = l.pp, v = l.virtual_chunks, chunks = p * v;
   const bool recompute = l.recompute == Recompute::kBlock, split = l.schedule == ScheduleKind::kZB1;
   const bool zero = l.zero == 1 && l.dp > 1;
@@ -201,6 +207,10 @@ SearchResult search(const Model& model, int gpus, const Constraints& fixed, int 
   if (fixed.pp && *fixed.pp > m.layers) {
     refuse("--pp " + std::to_string(*fixed.pp) + " exceeds model.layers = " + std::to_string(m.layers));
   }
+  if (fixed.micro_batch && c.train.global_batch % *fixed.micro_batch != 0) {
+    refuse("--micro-batch " + std::to_string(*fixed.micro_batch) + " does not divide train.global_batch = " +
+           std::to_string(c.train.global_batch));
+  }
   std::vector<Layout> layouts;
   for (int pp = 1; pp <= std::min(gpus, m.layers); ++pp) {
     if (gpus % pp != 0 || (fixed.pp && pp != *fixed.pp)) continue;
@@ -208,8 +218,14 @@ SearchResult search(const Model& model, int gpus, const Constraints& fixed, int 
     if (fixed.dp && dp != *fixed.dp) continue;
     if (c.train.global_batch % dp != 0) continue;
     const int per_replica = c.train.global_batch / dp;
-    for (int mb = 1; mb <= per_replica; mb *= 2) {
-      if (per_replica % mb != 0 || (fixed.micro_batch && mb != *fixed.micro_batch)) continue;
+    std::vector<int> sizes;
+    if (fixed.micro_batch) {
+      sizes.push_back(*fixed.micro_batch);
+    } else {
+      for (int mb = 1; mb <= per_replica; mb *= 2) sizes.push_back(mb);
+    }
+    for (int mb : sizes) {
+      if (per_replica % mb != 0) continue;
       const int micro = per_replica / mb;
       std::vector<std::pair<ScheduleKind, int>> schedules;
       if (pp == 1) {
@@ -217,8 +233,10 @@ SearchResult search(const Model& model, int gpus, const Constraints& fixed, int 
       } else {
         schedules = {{ScheduleKind::kGPipe, 1}, {ScheduleKind::k1F1B, 1}};
         if (m.residual == Residual::kPreNorm) schedules.push_back({ScheduleKind::kZB1, 1});
-        for (int v : {2, 4, 8}) {
-          if (micro % pp == 0 && pp * v <= m.layers) schedules.push_back({ScheduleKind::kInterleaved, v});
+        const std::vector<int> chunk_counts =
+            fixed.virtual_chunks ? std::vector<int>{*fixed.virtual_chunks} : std::vector<int>{2, 4, 8};
+        for (int v : chunk_counts) {
+          if (v > 1 && micro % pp == 0 && pp * v <= m.layers) schedules.push_back({ScheduleKind::kInterleaved, v});
         }
       }
       for (auto [kind, v] : schedules) {
@@ -233,10 +251,6 @@ SearchResult search(const Model& model, int gpus, const Constraints& fixed, int 
         }
       }
     }
-  }
-  if (fixed.micro_batch && c.train.global_batch % *fixed.micro_batch != 0) {
-    refuse("--micro-batch " + std::to_string(*fixed.micro_batch) + " does not divide train.global_batch = " +
-           std::to_string(c.train.global_batch));
   }
   if (layouts.empty()) {
     refuse("no layout of " + std::to_string(gpus) + " GPUs meets the constraints: dp must divide train.global_batch = " +

@@ -50,7 +50,8 @@ struct Prediction {
 struct Model {
   Config config;         // model, train (global_batch), parallel (overlap, bucket_mb, stage_layers), run.precision
   Hardware hardware;
-  ComputeCosts costs;
+  ComputeCosts costs;         // per micro-batch of costs_micro_batch sequences; other sizes scale
+  int costs_micro_batch = 1;  // linearly
   std::optional<double> calibrated_block_bytes;  // the calibration's measured bytes per block
   double calibrated_micro_batch = 0;
 };

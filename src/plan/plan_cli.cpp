@@ -56,7 +56,7 @@ Flags take_flags(std::vector<std::string>& args) {
     for (const char* flag : kSwitches) {
       if (name == flag) {
         if (equals != std::string::npos) throw UserError("plan: " + name + " takes no value");
-        flags.values[name] = "1";
+        flags.values[name].assign(1, '1');
         known = true;
       }
     }
@@ -188,17 +188,7 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
   } else {
     model.costs = flop_costs(config.model, micro_batch, model.hardware);
   }
-  // Costs are per micro-batch of train.micro_batch sequences; other sizes scale them linearly.
-  auto costs_for = [&](int mb) {
-    Model scaled = model;
-    const double k = double(mb) / micro_batch;
-    for (PassCosts* pass : {&scaled.costs.block, &scaled.costs.embedding, &scaled.costs.head}) {
-      pass->forward *= k;
-      pass->backward_input *= k;
-      pass->backward_weight *= k;
-    }
-    return scaled;
-  };
+  model.costs_micro_batch = micro_batch;
 
   const ModelConfig& m = config.model;
   const Hardware& hw = model.hardware;
@@ -230,7 +220,8 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
     }
     std::string activation_mb;
     for (const StageMemory& mem : p.memory) {
-      activation_mb += (activation_mb.empty() ? "" : ",") + fixed(mem.activations / (1 << 20), 3);
+      if (!activation_mb.empty()) activation_mb += ',';
+      activation_mb += fixed(mem.activations / (1 << 20), 3);
     }
     out << "prediction: step_time_s=" << fixed(p.timeline.step_time, 5) << " bubble=" << fixed(p.timeline.bubble, 4)
         << " p2p_wait_share=" << fixed(p.timeline.p2p_wait_share, 4) << " tokens_per_s=" << fixed(p.tokens_per_s, 1)
@@ -265,43 +256,7 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
   }
   const int top = flags.has("--top") ? positive_integer(flags, "--top") : 5;
 
-  // Costs per micro-batch size: search asks predict with each layout's own.
-  SearchResult result;
-  {
-    std::vector<int> sizes;
-    for (int mb = 1; mb <= config.train.global_batch; mb *= 2) {
-      if (!constraints.micro_batch || *constraints.micro_batch == mb) sizes.push_back(mb);
-    }
-    if (constraints.micro_batch && sizes.empty()) sizes.push_back(*constraints.micro_batch);
-    bool any_layout = false;
-    std::string last_refusal;
-    for (int mb : sizes) {
-      Constraints one = constraints;
-      one.micro_batch = mb;
-      SearchResult part;
-      try {
-        part = search(costs_for(mb), gpus, one, top);
-      } catch (const UserError& e) {
-        last_refusal = e.what();
-        continue;
-      }
-      any_layout = true;
-      result.considered += part.considered;
-      result.fitting += part.fitting;
-      for (Prediction& p : part.best) result.best.push_back(std::move(p));
-      if (part.smallest && (!result.smallest || part.smallest->peak_memory < result.smallest->peak_memory)) {
-        result.smallest = part.smallest;
-      }
-    }
-    if (!any_layout) {
-      if (constraints.micro_batch) throw UserError(last_refusal);
-      search(model, gpus, constraints, top);  // throws the reason that holds for every size
-      throw UserError(last_refusal);
-    }
-    std::stable_sort(result.best.begin(), result.best.end(),
-                     [](const Prediction& a, const Prediction& b) { return a.tokens_per_s > b.tokens_per_s; });
-    if (static_cast<int>(result.best.size()) > top) result.best.resize(static_cast<size_t>(top));
-  }
+  const SearchResult result = search(model, gpus, constraints, top);
   if (result.best.empty()) {
     std::string why = "plan: no layout of " + std::to_string(gpus) + " GPUs fits in " + gb(hw.memory_bytes) +
                       " GB per GPU (" + std::to_string(result.considered) + " considered)";

@@ -180,6 +180,7 @@ Model cpu_model(const ModelConfig& m, int global_batch, int micro_batch) {
   model.config.train.micro_batch = micro_batch;
   model.hardware.memory_bytes = 1e12;
   model.costs = flop_costs(m, micro_batch, model.hardware);
+  model.costs_micro_batch = micro_batch;
   return model;
 }
 
