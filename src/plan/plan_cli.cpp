@@ -140,7 +140,7 @@ std::string gb(double bytes) { return fixed(bytes / 1e9, 2); }
 
 void print_row(std::ostream& out, int rank, const Prediction& p) {
   char line[320];
-  std::snprintf(line, sizeof line, "%-3d %-54s %9.4f %12.0f %6.1f%% %8s %7.3f %8.3f %8.3f\n", rank,
+  std::snprintf(line, sizeof line, "%-3d %-62s %9.4f %12.0f %6.1f%% %8s %7.3f %8.3f %8.3f\n", rank,
                 describe(p.layout).c_str(), p.timeline.step_time, p.tokens_per_s, 100 * p.mfu,
                 gb(p.peak_memory).c_str(), p.timeline.bubble, p.timeline.comm_exposed, p.timeline.comm_hidden);
   out << line;
@@ -216,7 +216,10 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
       out << "stage " << s << ": busy " << fixed(p.timeline.stage_busy[s], 4) << " s, waits "
           << fixed(p.timeline.stage_wait[s], 4) << " s, idle " << fixed(p.timeline.stage_idle[s], 4) << " s, "
           << p.timeline.peak_buffers[s] << " buffers, activations "
-          << fixed(p.memory[s].activations / (1 << 20), 2) << " MiB, memory " << gb(p.memory[s].total()) << " GB\n";
+          << fixed(p.memory[s].activations / (1 << 20), 2) << " MiB, memory " << gb(p.memory[s].total())
+          << " GB (weights " << gb(p.memory[s].params) << ", gradients " << gb(p.memory[s].grads) << ", AdamW "
+          << gb(p.memory[s].optimizer) << ", activations " << gb(p.memory[s].activations) << ", shared "
+          << gb(p.memory[s].shared) << ")\n";
     }
     std::string activation_mb;
     for (const StageMemory& mem : p.memory) {
@@ -269,7 +272,7 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
   out << "searched " << result.considered << " layouts of " << gpus << " GPUs, " << result.fitting << " fit in "
       << gb(hw.memory_bytes) << " GB\n";
   char header[320];
-  std::snprintf(header, sizeof header, "%-3s %-54s %9s %12s %7s %8s %7s %8s %8s\n", "#", "layout", "step_s",
+  std::snprintf(header, sizeof header, "%-3s %-62s %9s %12s %7s %8s %7s %8s %8s\n", "#", "layout", "step_s",
                 "tokens/s", "MFU", "mem_GB", "bubble", "exposed", "hidden");
   out << header;
   for (size_t i = 0; i < result.best.size(); ++i) print_row(out, static_cast<int>(i + 1), result.best[i]);
