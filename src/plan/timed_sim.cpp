@@ -22,7 +22,6 @@ struct StageState {
   double link_up_free = 0, link_down_free = 0;
   double p2p_exposed = 0, p2p_hidden = 0;
   int held = 0, peak = 0;
-  bool done = false;
 };
 
 // (is gradient, micro-batch, receiving global chunk) packed into one key.

@@ -35,6 +35,25 @@ StepCosts uniform(int p, int v, double F, double B, double W, double transfer) {
   return c;
 }
 
+// make_schedules (every stage at once, zb1 laid out once) gives each stage make_schedule's list.
+TEST(PlanTimedSim, AllStagesAtOnceAreEachStagesList) {
+  for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::k1F1B, ScheduleKind::kZB1, ScheduleKind::kInterleaved}) {
+    for (int p = 1; p <= 4; ++p) {
+      const int v = kind == ScheduleKind::kInterleaved ? 2 : 1, m = 2 * p;
+      const auto all = make_schedules(kind, p, m, v);
+      ASSERT_EQ(all.size(), static_cast<size_t>(p));
+      for (int s = 0; s < p; ++s) {
+        const pipeline::Schedule one = pipeline::make_schedule(kind, s, p, m, v);
+        EXPECT_EQ(all[static_cast<size_t>(s)].buffers, one.buffers);
+        ASSERT_EQ(all[static_cast<size_t>(s)].instructions.size(), one.instructions.size());
+        for (size_t i = 0; i < one.instructions.size(); ++i) {
+          EXPECT_EQ(pipeline::to_string(all[static_cast<size_t>(s)].instructions[i]), pipeline::to_string(one.instructions[i]));
+        }
+      }
+    }
+  }
+}
+
 // Two stages, two micro-batches, F = 1, B = 2, W = 3 per chunk and 0.5 s per message: each
 // schedule's step worked out by hand, instruction by instruction (the comments give the times).
 TEST(PlanTimedSim, GPipeByHand) {
