@@ -18,13 +18,16 @@
 # of the calibrations (the largest copy bandwidth), per point the round with the smallest median
 # step time (its bubble with it). --wait_quiet S waits up to S s for the 1-minute load average to
 # fall below 1 before starting. The load average is printed with the table.
+# --study DIR predicts an existing study's rows instead (DIR/study.csv and study.json, as
+# launch/study.sh writes them, e.g. docs/study): its config and overrides are calibrated here
+# (--rounds + 1 times, the fastest kept), nothing is run.
 #   bench/plan_validate.sh [--layers 16] [--d_model 128] [--micro 8] [--steps 12] [--rounds 2]
-#                          [--wait_quiet 0] [--out DIR]
+#                          [--wait_quiet 0] [--out DIR] [--study DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-layers=16 d_model=128 micro=8 steps=12 rounds=2 out="" wait_quiet=0
+layers=16 d_model=128 micro=8 steps=12 rounds=2 out="" wait_quiet=0 study=""
 source bench/common.sh
-parse_options "layers d_model micro steps rounds out wait_quiet" "$@"
+parse_options "layers d_model micro steps rounds out wait_quiet study" "$@"
 for ((waited = 0; waited < wait_quiet; waited += 10)); do
   awk '{exit !($1 < 1)}' /proc/loadavg && break
   sleep 10
@@ -36,12 +39,23 @@ heads=2 seq_len=128 vocab=256 batch=$micro micro_batch=1
 write_bench_ini "[run]" "threads = 1"
 cp "$work/bench.ini" "$out/bench.ini"
 bin=build/kilolayer
+config_args=(--config "$work/bench.ini")
+if [ -n "$study" ]; then
+  # The study's config and overrides, as plan's arguments, one a line.
+  mapfile -t config_args < <(python3 -c '
+import json, sys
+info = json.load(open(sys.argv[1] + "/study.json"))
+command = info["command"]
+print("--config"); print(command[command.index("--config") + 1])
+for key, value in info["overrides"].items(): print(f"--{key}={value}")' "$study")
+fi
 
-calibrate() { "$bin" plan --config "$work/bench.ini" --calibrate --repeats 20 --out "$out/calibration.$1.txt" >&2; }
+calibrate() { "$bin" plan "${config_args[@]}" --calibrate --repeats 20 --out "$out/calibration.$1.txt" >&2; }
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # Rounds: a calibration, then the sweep once; a last calibration after the last round.
 for ((round = 1; round <= rounds; round++)); do
   calibrate "$round"
+  [ -z "$study" ] || continue
   KL_BIN=$PWD/$bin launch/study.sh --config "$work/bench.ini" --no-plots --warmup 2 --out "$out/study.$round" \
     --grid "parallel.dp+parallel.pp+parallel.schedule+parallel.virtual=1:1:1f1b:1,1:2:1f1b:1,1:2:gpipe:1,1:2:zb1:1,1:2:interleaved:2,2:1:1f1b:1,1:4:1f1b:1" \
     --grid "micro_batches=$micro" --run.threads=1 --peak-gflops 100 -- --bind-to none >&2 || true
@@ -68,12 +82,19 @@ hw=(--gpu-memory 1000 --peak-tflops 1 --intra-gbps "$copy_gbps" --inter-gbps "$c
 
 printf 'calibration (fastest of %d): %s\n' $((rounds + 1)) "$(grep -v '^#' "$out/calibration.txt" | tr '\n' ' ')"
 printf 'load average (1, 5, 15 min) before: %s, after: %s; %d cores\n' "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(nproc)"
-python3 - "$rounds" "$out" "$bin" "$work/bench.ini" "$out/calibration.txt" "${hw[@]}" <<'PY'
-import csv, subprocess, sys
-rounds, out = int(sys.argv[1]), sys.argv[2]
-binary, ini, calibration, hw = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6:]
+if [ -n "$study" ]; then
+  csvs=$study/study.csv
+  printf 'rows: %s (measured %s)\n' "$csvs" "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["started"])' "$study/study.json")"
+else
+  csvs=$(for ((round = 1; round <= rounds; round++)); do printf '%s:' "$out/study.$round/study.csv"; done)
+fi
+KL_CSVS=$csvs KL_CONFIG_ARGS=$(printf '%s\n' "${config_args[@]}") \
+python3 - "$bin" "$out/calibration.txt" "${hw[@]}" <<'PY'
+import csv, os, subprocess, sys
+binary, calibration, hw = sys.argv[1], sys.argv[2], sys.argv[3:]
+config_args = os.environ["KL_CONFIG_ARGS"].splitlines()
 # Per point: the row of the round with the smallest step time.
-by_round = [list(csv.DictReader(open(f"{out}/study.{r}/study.csv"))) for r in range(1, rounds + 1)]
+by_round = [list(csv.DictReader(open(path))) for path in os.environ["KL_CSVS"].split(":") if path]
 rows = []
 for i, row in enumerate(by_round[0]):
     ok = [r[i] for r in by_round if r[i]["status"] == "ok"]
@@ -86,7 +107,7 @@ for row in rows:
         continue
     layout = [f"--parallel.dp={row['dp']}", f"--parallel.pp={row['pp']}", f"--parallel.schedule={row['schedule']}",
               f"--parallel.virtual={row['virtual']}", f"--train.global_batch={row['global_batch']}"]
-    text = subprocess.run([binary, "plan", "--config", ini, "--evaluate", "--calibration", calibration, *hw, *layout],
+    text = subprocess.run([binary, "plan", *config_args, "--evaluate", "--calibration", calibration, *hw, *layout],
                           check=True, capture_output=True, text=True).stdout
     pred = dict(kv.split("=", 1) for kv in text.split("prediction: ")[1].split())
     step, step_p = float(row["step_time_s"]), float(pred["step_time_s"])
@@ -99,7 +120,7 @@ for row in rows:
         act_text = "/".join(f"{x:.1f}" for x in act)
         act_pred = "/".join(f"{x:.1f}" for x in act_p)
         act_err = f"{max(abs(p / m - 1) for p, m in zip(act_p, act)):.1%}"
-    name = f"dp{row['dp']} pp{row['pp']} {row['schedule']}" + (f" v{row['virtual']}" if row["virtual"] != "1" else "")
+    name = f"dp{row['dp']} pp{row['pp']} m{row['micro_batches']} {row['schedule']}" + (f" v{row['virtual']}" if row["virtual"] != "1" else "")
     note = "OVERSUBSCRIBED: ranks > cores" if row["oversubscribed"] == "1" else ""
     # The CPU time the ranks got, per rank, in cores: 1 when each had a core to itself (MPI's
     # waits spin, so they count); less when other jobs took turns on the cores.
