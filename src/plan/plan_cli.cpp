@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <sstream>
 
 #include "models/params.h"
 #include "src/plan/calibration.h"
@@ -192,7 +193,9 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
 
   const ModelConfig& m = config.model;
   const Hardware& hw = model.hardware;
-  out << "plan: " << m.layers << " layers, d_model " << m.d_model << ", seq_len " << m.seq_len << ", "
+  // The header goes out with the answer: a refused request prints only its message.
+  std::ostringstream header;
+  header << "plan: " << m.layers << " layers, d_model " << m.d_model << ", seq_len " << m.seq_len << ", "
       << fixed(double(ParamTable(m).parameter_count()) / 1e9, 3) << " B parameters, global batch "
       << config.train.global_batch << " sequences, " << name_of(config.run.precision) << "\n"
       << "hardware: " << hw.name << ", " << fixed(hw.peak_flops / 1e12, 1) << " TFLOP/s, "
@@ -211,7 +214,7 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
                       std::to_string(layout.dp * layout.pp));
     }
     const Prediction p = predict(model, layout);
-    out << "layout: " << describe(p.layout) << "\n";
+    out << header.str() << "layout: " << describe(p.layout) << "\n";
     for (size_t s = 0; s < p.memory.size(); ++s) {
       out << "stage " << s << ": busy " << fixed(p.timeline.stage_busy[s], 4) << " s, waits "
           << fixed(p.timeline.stage_wait[s], 4) << " s, idle " << fixed(p.timeline.stage_idle[s], 4) << " s, "
@@ -269,12 +272,12 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
     }
     throw UserError(why);
   }
-  out << "searched " << result.considered << " layouts of " << gpus << " GPUs, " << result.fitting << " fit in "
+  out << header.str() << "searched " << result.considered << " layouts of " << gpus << " GPUs, " << result.fitting << " fit in "
       << gb(hw.memory_bytes) << " GB\n";
-  char header[320];
-  std::snprintf(header, sizeof header, "%-3s %-62s %9s %12s %7s %8s %7s %8s %8s\n", "#", "layout", "step_s",
+  char columns[320];
+  std::snprintf(columns, sizeof columns, "%-3s %-62s %9s %12s %7s %8s %7s %8s %8s\n", "#", "layout", "step_s",
                 "tokens/s", "MFU", "mem_GB", "bubble", "exposed", "hidden");
-  out << header;
+  out << columns;
   for (size_t i = 0; i < result.best.size(); ++i) print_row(out, static_cast<int>(i + 1), result.best[i]);
   const Prediction& best = result.best.front();
   out << "best: " << overrides(best.layout) << "\n"
