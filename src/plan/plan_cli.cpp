@@ -174,6 +174,15 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
     return run_calibrate(config, flags, out);
   }
   const bool evaluate = flags.has("--evaluate");
+  if (evaluate) {
+    for (const char* search_flag : {"--dp", "--pp", "--schedule", "--virtual", "--micro-batch", "--recompute", "--zero",
+                                    "--top", "--out"}) {
+      if (flags.has(search_flag)) {
+        throw UserError(std::string("plan: --evaluate predicts the config's own layout and takes no ") + search_flag +
+                        " (set the layout with --parallel.* and --train.micro_batch overrides)");
+      }
+    }
+  }
   if (!evaluate && !flags.has("--gpus")) throw UserError("plan: --gpus N is required\n" + std::string(kPlanUsage));
 
   Model model;

@@ -76,4 +76,6 @@ expect_error "calibrate takes no gpus" "--calibrate measures; it takes no --gpus
   "$bin" plan --config "$work/small.ini" --calibrate --gpus 4
 expect_error "evaluate on the wrong count" "--gpus 8 is not parallel.dp x parallel.pp = 2" -- \
   "$bin" plan --config "$work/small.ini" --evaluate --gpus 8 "${hw[@]}" --parallel.pp=2
+expect_error "evaluate takes no search flag" "--evaluate predicts the config's own layout and takes no --pp" -- \
+  "$bin" plan --config "$work/small.ini" --evaluate --pp 2 "${hw[@]}"
 report plan_cli
