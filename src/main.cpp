@@ -5,6 +5,7 @@
 //   kilolayer lesion --config FILE --checkpoint PATH [--out CSV] [--section.key=value ...]
 //   kilolayer inspect PATH
 //   kilolayer data  --out DIR [--val-every K] [--block BYTES] TEXT_FILE...
+//   kilolayer plan  --config FILE --gpus N [...]   (src/plan/plan_cli.h)
 //   kilolayer --help
 //
 // A build without MPI (CMake: -DKL_MPI=OFF) is one process: every communicator is a SoloComm and
@@ -33,6 +34,7 @@
 #include "src/checkpoint/store.h"
 #include "src/config/config.h"
 #include "src/data/text_shards.h"
+#include "src/plan/plan_cli.h"
 #include "src/train/preemption.h"
 #include "src/train/trainer.h"
 #include "src/util/error.h"
@@ -49,6 +51,8 @@ const char* kUsage =
     "                                                           tensors, checksums verified\n"
     "  kilolayer data --out DIR [--val-every K] [--block BYTES] TEXT_FILE...\n"
     "                                                           byte-level train/val token shards\n"
+    "  kilolayer plan --config FILE --gpus N [...]              the fastest dp x pp x schedule layouts\n"
+    "                                                           for a cluster (plan --help: every flag)\n"
     "  kilolayer --help                                         this text and every option\n";
 
 // Splits "--config FILE" / "--config=FILE" out of args; the rest are option overrides.
@@ -295,6 +299,13 @@ int main(int argc, char** argv) {
       status = run_inspect(args);
     } else if (command == "data") {
       status = run_data(args);
+    } else if (command == "plan") {
+      if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+        std::cout << kl::plan::kPlanUsage;
+      } else {
+        if (ranks > 1) throw kl::UserError("plan: runs as one process, not under mpirun");
+        status = kl::plan::run_plan(args, std::cout);
+      }
     } else {
       throw kl::UserError("unknown command '" + command + "'\n" + kUsage);
     }

@@ -61,7 +61,7 @@ std::vector<Step> interleaved_order(int stage, int stages, int micro, int chunks
 // is what the schedule is designed for. Stage s holds at most 2p - s - 1 micro-batches (1F1B:
 // p - s), counting one waiting only for its weight part as a whole buffer; with p - s the bubble
 // only falls to 2/3 of 1F1B's instead of the paper's 1/3.
-std::vector<Step> zb1_order(int stage, int stages, int micro) {
+std::vector<std::vector<Step>> zb1_orders(int stages, int micro) {
   struct Lane {
     std::vector<Step> main;  // F and B-input in 1F1B order
     size_t next = 0;
@@ -120,7 +120,9 @@ std::vector<Step> zb1_order(int stage, int stages, int micro) {
     }
     if (t > 100 * (micro + stages) * 3) throw std::logic_error("zb1 layout did not converge");
   }
-  return lanes[static_cast<size_t>(stage)].order;
+  std::vector<std::vector<Step>> orders;
+  for (Lane& lane : lanes) orders.push_back(std::move(lane.order));
+  return orders;
 }
 
 }  // namespace
@@ -131,7 +133,9 @@ ScheduleKind parse_schedule_kind(const std::string& name) {
   return *kind;
 }
 
-Schedule make_schedule(ScheduleKind kind, int stage, int stages, int micro, int chunks) {
+namespace {
+
+void check_request(ScheduleKind kind, int stage, int stages, int micro, int chunks) {
   if (stages < 1 || stage < 0 || stage >= stages || micro < 1 || chunks < 1) {
     throw std::invalid_argument("schedule: need 0 <= stage < stages, micro-batches >= 1, virtual >= 1");
   }
@@ -141,15 +145,21 @@ Schedule make_schedule(ScheduleKind kind, int stage, int stages, int micro, int 
   if (kind == ScheduleKind::kInterleaved && micro % stages != 0) {
     throw std::invalid_argument("schedule: interleaved needs micro-batches a multiple of stages");
   }
-  std::vector<Step> order;
+}
+
+std::vector<Step> order_of(ScheduleKind kind, int stage, int stages, int micro, int chunks) {
   switch (kind) {
-    case ScheduleKind::kGPipe: order = gpipe_order(micro); break;
-    case ScheduleKind::k1F1B: order = one_f_one_b_order(stage, stages, micro); break;
-    case ScheduleKind::kInterleaved: order = interleaved_order(stage, stages, micro, chunks); break;
-    case ScheduleKind::kZB1: order = zb1_order(stage, stages, micro); break;
+    case ScheduleKind::kGPipe: return gpipe_order(micro);
+    case ScheduleKind::k1F1B: return one_f_one_b_order(stage, stages, micro);
+    case ScheduleKind::kInterleaved: return interleaved_order(stage, stages, micro, chunks);
+    case ScheduleKind::kZB1: return zb1_orders(stages, micro)[static_cast<size_t>(stage)];
   }
-  // Communication around each computation, and the buffer count: activations are held from a
-  // chunk's forward until its backward (its weight part, under zb1) is done.
+  return {};
+}
+
+// Communication around each computation, and the buffer count: activations are held from a
+// chunk's forward until its backward (its weight part, under zb1) is done.
+Schedule with_messages(const std::vector<Step>& order, int stage, int stages, int chunks) {
   const int last = stages * chunks - 1;
   Schedule schedule;
   int held = 0;
@@ -183,6 +193,26 @@ Schedule make_schedule(ScheduleKind kind, int stage, int stages, int micro, int 
   schedule.instructions.push_back(ReduceGrads{});
   schedule.instructions.push_back(OptimizerStep{});
   return schedule;
+}
+
+}  // namespace
+
+Schedule make_schedule(ScheduleKind kind, int stage, int stages, int micro, int chunks) {
+  check_request(kind, stage, stages, micro, chunks);
+  return with_messages(order_of(kind, stage, stages, micro, chunks), stage, stages, chunks);
+}
+
+std::vector<Schedule> make_schedules(ScheduleKind kind, int stages, int micro, int chunks) {
+  check_request(kind, 0, stages, micro, chunks);
+  std::vector<Schedule> all;
+  std::vector<std::vector<Step>> zb1;
+  if (kind == ScheduleKind::kZB1) zb1 = zb1_orders(stages, micro);  // laid out together, once
+  for (int s = 0; s < stages; ++s) {
+    all.push_back(with_messages(kind == ScheduleKind::kZB1 ? zb1[static_cast<size_t>(s)]
+                                                          : order_of(kind, s, stages, micro, chunks),
+                                s, stages, chunks));
+  }
+  return all;
 }
 
 double theoretical_bubble(ScheduleKind kind, int p, int m, int v) {

@@ -43,6 +43,9 @@ struct Schedule {
 // Throws std::invalid_argument for an impossible request (stage out of range, virtual != 1 for a
 // non-interleaved kind, interleaved with micro-batches not a multiple of stages).
 Schedule make_schedule(ScheduleKind kind, int stage, int stages, int micro_batches, int virtual_chunks);
+// Every stage's, in stage order: the same lists, built once (zb1 lays all stages out together, so
+// asking per stage repeats that work stages times).
+std::vector<Schedule> make_schedules(ScheduleKind kind, int stages, int micro_batches, int virtual_chunks);
 
 // The bubble share of a step these schedules reach with equal costs per chunk (F = 1, B = 2 with
 // the weight part W = 1 of it): (p-1)/(m+p-1) for gpipe and 1f1b, (p-1)/(v m + p-1) for
