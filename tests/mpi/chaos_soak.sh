@@ -73,6 +73,11 @@ work=$(mktemp -d)
 disk=$work/disk
 cleanup() {
   local p
+  # Ended inside the chaos loop (an error), stderr still going to shell.log: show it.
+  if { true >&3; } 2>/dev/null; then
+    exec 2>&3
+    grep -v "Killed" "$work/shell.log" >&2
+  fi
   for p in $(pgrep -f "train --config $work/"); do kill -9 "$p" 2>/dev/null; done
   mountpoint -q "$disk" && umount "$disk"
   [ -n "${KL_KEEP:-}" ] || rm -rf "$work"
@@ -142,7 +147,7 @@ job_pids() {
   [ -n "$mpirun_pid" ] || return 1
   for p in $(pgrep -P "$mpirun_pid"); do
     [ "$(cat /proc/"$p"/comm 2>/dev/null)" = kilolayer ] || continue
-    r=$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+    r=$(tr '\0' '\n' 2>/dev/null <"/proc/$p/environ" | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
     [ -n "$r" ] && rank_pid[r]=$p
   done
   [ ${#rank_pid[@]} -eq $ranks ]
@@ -208,7 +213,7 @@ PY
   fi
 }
 declare -A injected=() exits=() worst=()
-hangs=0 mismatches=0 anomalies=0 restarts=0 recomputed=0 job_wall=0 runs=0 faults=0 lost_preemptions=0 stopped_at_exit=0 completed_runs=0
+hangs=0 mismatches=0 anomalies=0 restarts=0 recomputed=0 job_wall=0 runs=0 faults=0 lost_preemptions=0 stopped_at_exit=0 completed_runs=0 missed=0
 problem() { echo "$(stamp) $1: $2"; case $1 in HANG) hangs=$((hangs + 1)) ;; MISMATCH) ;; *) anomalies=$((anomalies + 1)) ;; esac; }
 order=()  # kinds still to inject, a seeded shuffle of every kind at a time
 next_kind() {
@@ -266,38 +271,44 @@ while :; do
         fi
         victim=${rank_pid[rank]:-}
         t_fault=$(usec)
-        case $kind in
-          kill9_rank) target="rank $rank (pid ${victim:-none})"; [ -n "$victim" ] && kill -9 "$victim" ;;
-          kill9_all) target="launcher, mpirun and ranks"; kill -9 "$pid" $mpirun_pid "${rank_pid[@]}" ;;
-          sigterm_launcher) target="launch/mpirun.sh (pid $pid)"; kill -TERM "$pid" ;;
-          sigstop_rank) target="rank $rank (pid ${victim:-none})"; [ -n "$victim" ] && kill -STOP "$victim" ;;
-          disk_full)
-            filling=1
-            fill_disk
-            target="the checkpoint tmpfs, $(( $(stat -f -c '%a * %S' "$disk") / 1024 )) KiB left" ;;
-        esac 2>/dev/null
-        moment="$(secs $((t_fault - t_attempt))) s after the start, at $step$saving"
-        injected[$kind]=$(( ${injected[$kind]:-0} + 1 ))
-        faults=$((faults + 1))
-        if ! wait_job "$pid" $(( t_fault + (timeout_s + 30) * 1000000 )) && [ "$kind" = sigstop_rank ] &&
-           [ "$(leftovers)" = "$victim " ] && [ "$run/final_params.f32" -nt "$work/attempt_start" ]; then
-          # The stopped rank is all that is left and the run's work is done: it was stopped on its way
-          # out, after its last communication, and mpirun waits for it; nothing in the job can end it.
-          # Counted on its own line; SIGCONT lets it exit.
-          stopped_at_exit=$((stopped_at_exit + 1))
-          echo "$(stamp) run $runs attempt $attempt: $target stopped after the run's last communication; mpirun waits for it; SIGCONT"
-          kill -CONT "$victim"
-          wait_job "$pid" $(( $(usec) + 30000000 ))
+        if [ -z "$victim" ] && [[ $kind == kill9_rank || $kind == sigstop_rank ]]; then
+          # The moment came after the ranks had exited (the run's end): no fault this time.
+          missed=$((missed + 1))
+          echo "$(stamp) run $runs attempt $attempt: $kind drawn for $(secs $((t_fault - t_attempt))) s after the start, but no rank $rank was left to fault"
+        else
+          case $kind in
+            kill9_rank) target="rank $rank (pid ${victim:-none})"; [ -n "$victim" ] && kill -9 "$victim" ;;
+            kill9_all) target="launcher, mpirun and ranks"; kill -9 "$pid" $mpirun_pid "${rank_pid[@]}" ;;
+            sigterm_launcher) target="launch/mpirun.sh (pid $pid)"; kill -TERM "$pid" ;;
+            sigstop_rank) target="rank $rank (pid ${victim:-none})"; [ -n "$victim" ] && kill -STOP "$victim" ;;
+            disk_full)
+              filling=1
+              fill_disk
+              target="the checkpoint tmpfs, $(( $(stat -f -c '%a * %S' "$disk") / 1024 )) KiB left" ;;
+          esac 2>/dev/null
+          moment="$(secs $((t_fault - t_attempt))) s after the start, at $step$saving"
+          injected[$kind]=$(( ${injected[$kind]:-0} + 1 ))
+          faults=$((faults + 1))
+          if ! wait_job "$pid" $(( t_fault + (timeout_s + 30) * 1000000 )) && [ "$kind" = sigstop_rank ] &&
+             [ "$(leftovers)" = "$victim " ] && [ "$run/final_params.f32" -nt "$work/attempt_start" ]; then
+            # The stopped rank is all that is left and the run's work is done: it was stopped on its way
+            # out, after its last communication, and mpirun waits for it; nothing in the job can end it.
+            # Counted on its own line; SIGCONT lets it exit.
+            stopped_at_exit=$((stopped_at_exit + 1))
+            echo "$(stamp) run $runs attempt $attempt: $target stopped after the run's last communication; mpirun waits for it; SIGCONT"
+            kill -CONT "$victim"
+            wait_job "$pid" $(( $(usec) + 30000000 ))
+          fi
+          if kill -0 "$pid" 2>/dev/null; then
+            problem HANG "run $runs attempt $attempt: the job still runs $((timeout_s + 30)) s after $kind ($target); killed"
+            kill -9 $(leftovers) "$pid" 2>/dev/null
+            { wait "$pid"; } 2>/dev/null
+            status=hang
+          fi
+          took=$(( $(usec) - t_fault ))
+          [ "$took" -gt "${worst[$kind]:-0}" ] && worst[$kind]=$took
+          exits[$kind]="${exits[$kind]:-} $status"
         fi
-        if kill -0 "$pid" 2>/dev/null; then
-          problem HANG "run $runs attempt $attempt: the job still runs $((timeout_s + 30)) s after $kind ($target); killed"
-          kill -9 $(leftovers) "$pid" 2>/dev/null
-          { wait "$pid"; } 2>/dev/null
-          status=hang
-        fi
-        took=$(( $(usec) - t_fault ))
-        [ "$took" -gt "${worst[$kind]:-0}" ] && worst[$kind]=$took
-        exits[$kind]="${exits[$kind]:-} $status"
       fi
     fi
     if [ -z "$moment" ]; then  # no fault: the job must end by itself, within twice the reference's time and a minute
@@ -460,7 +471,7 @@ for k in kill9_rank kill9_all sigterm_launcher sigstop_rank disk_full; do
   summary=$(tr ' ' '\n' <<<"${exits[$k]:-}" | sed '/^$/d' | sort | uniq -c | awk '{printf "%s%s x%d", (NR > 1 ? ", " : ""), $2, $1}')
   printf '%-18s %8d  %-24s %s\n' "$k" "${injected[$k]:-0}" "$( [ -n "${worst[$k]:-}" ] && echo "$(secs "${worst[$k]}") s")" "$summary"
 done
-printf '%-18s %8d\n' "faults, total" "$faults"
+printf '%-18s %8d  %s\n' "faults, total" "$faults" "(exit 0: the fault came with the run's end; $missed more drawn after the ranks had exited)"
 printf '%-18s %8d  %s\n' "runs completed" "$completed_runs" "(of $runs started, $steps steps each)"
 printf '%-18s %8d  %s\n' "restarts" "$restarts" "(the same command again after each failed job)"
 printf '%-18s %8d  %s\n' "steps recomputed" "$recomputed" "(steps logged by all attempts minus $runs x $steps)"
