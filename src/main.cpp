@@ -165,8 +165,8 @@ int run_train(std::vector<std::string> args) {
   const bool leader = comms.train().world.rank() == 0;
   std::ostream silent(nullptr);
   // Tests ask for faults through the environment: KL_INJECT_NAN=RANK:STEP puts a NaN into world
-  // rank RANK's gradient at step STEP (1-based), before the reduction; KL_INJECT_SPIKE=RANK:STEP[:VALUE]
-  // adds VALUE (default 1000) to one element of it instead, once per process.
+  // rank RANK's gradient at step STEP (1-based), before the reduction; KL_INJECT_SPIKE=RANK:STEP[:VALUE[:repeat]]
+  // adds VALUE (default 1000) to one element of it instead, once per process (or each time with repeat).
   kl::FaultInjection faults;
   if (const char* spec = std::getenv("KL_INJECT_NAN")) {
     long long step = 0;
@@ -174,7 +174,10 @@ int run_train(std::vector<std::string> args) {
   }
   if (const char* spec = std::getenv("KL_INJECT_SPIKE")) {
     long long step = 0;
-    if (std::sscanf(spec, "%d:%lld:%f", &faults.spike_rank, &step, &faults.spike_value) >= 2) faults.spike_step = step;
+    char repeat[8] = {};
+    const int fields = std::sscanf(spec, "%d:%lld:%f:%7s", &faults.spike_rank, &step, &faults.spike_value, repeat);
+    if (fields >= 2) faults.spike_step = step;
+    faults.spike_repeat = fields == 4 && std::string(repeat) == "repeat";
   }
   const kl::TrainSummary summary = kl::train(*config, comms.train(), leader ? std::cout : silent, faults);
   if (summary.preempted) return kl::kExitRequeue;

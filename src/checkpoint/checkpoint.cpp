@@ -136,6 +136,10 @@ std::span<float> part(const RankState& s, size_t group) {
   return group == 0 ? s.params : group == 1 ? s.exp_avg : s.exp_avg_sq;
 }
 
+// An index of 256 MiB lists about two million tensors (a 1000-layer model has 50,000); a forged
+// larger one would cost every rank gigabytes to parse.
+constexpr int64_t kMaxIndexBytes = int64_t{256} << 20;
+
 // The seal and the index of `path`, checked; the open file with them, for reading tensors.
 struct Opened {
   Fd fd;
@@ -151,7 +155,7 @@ Opened open_checked(const std::string& path) {
                              ? index_length(std::string_view(first, sizeof first))
                              : -1;
   if (length < 0) throw UserError(where + ": no index after its seal (not written by this kilolayer?)");
-  if (length > seal.size - kSealBytes || length > (int64_t{1} << 30)) {
+  if (length > seal.size - kSealBytes || length > kMaxIndexBytes) {
     throw UserError(where + ": its index claims " + std::to_string(length) + " bytes, more than the file holds");
   }
   std::string text(static_cast<size_t>(length), '\0');
@@ -249,6 +253,9 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   Watchdog::Blocked watched(op);
   h5::Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
   if (world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), world_mpi->native(), MPI_INFO_NULL));
+  // HDF5 1.8's object format: the oldest keeps each attribute within 64 KiB of the object header, and
+  // the data fingerprint of a thousand shards or a long spike window is larger.
+  KL_CHECK_H5(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18));
   h5::Id fcpl(KL_CHECK_H5(H5Pcreate(H5P_FILE_CREATE)), H5Pclose);
   KL_CHECK_H5(H5Pset_userblock(fcpl.get(), userblock));  // zeros until the index and the seal are written
   // Exclusive: the file is new in a directory this run just made; a planted file or link fails it.

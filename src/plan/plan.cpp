@@ -29,8 +29,13 @@ Link group_link(const Hardware& hw, const std::vector<int>& ranks) {
   return {hw.intra_bandwidth, hw.intra_latency};
 }
 
+// The config at layout `l`. parallel.stage_layers names one count per chunk of the config's own
+// pp x virtual: another layout gets the balanced split.
+constexpr int kMaxMicroBatches = 1 << 14;  // a simulated step's instruction lists grow with them
+
 Config with_layout(const Config& base, const Layout& l) {
   Config c = base;
+  if (l.pp != base.parallel.pp || l.virtual_chunks != base.parallel.virtual_chunks) c.parallel.stage_layers.clear();
   c.parallel.dp = l.dp;
   c.parallel.pp = l.pp;
   c.parallel.schedule = l.schedule;
@@ -75,6 +80,10 @@ Prediction predict(const Model& model, const Layout& layout) {
   // One process runs 1F1B over one chunk whatever the config names (src/train/trainer.cpp).
   Layout l = layout;
   l.micro_batches = c.micro_batches();
+  if (l.micro_batches > kMaxMicroBatches) {
+    throw UserError("plan: " + std::to_string(l.micro_batches) + " micro-batches a step, more than the " +
+                    std::to_string(kMaxMicroBatches) + " the simulation takes: raise train.micro_batch");
+  }
   if (l.pp == 1) {
     l.schedule = ScheduleKind::k1F1B;
     l.virtual_chunks = 1;
@@ -220,9 +229,12 @@ SearchResult search(const Model& model, int gpus, const Constraints& fixed, int 
     const int per_replica = c.train.global_batch / dp;
     std::vector<int> sizes;
     if (fixed.micro_batch) {
-      sizes.push_back(*fixed.micro_batch);
+      if (per_replica / *fixed.micro_batch <= kMaxMicroBatches) sizes.push_back(*fixed.micro_batch);
     } else {
-      for (int mb = 1; mb <= per_replica; mb *= 2) sizes.push_back(mb);
+      // Powers of two up to the replica's batch, at most kMaxMicroBatches of them a step.
+      for (int64_t mb = 1; mb <= per_replica; mb *= 2) {
+        if (per_replica / mb <= kMaxMicroBatches) sizes.push_back(static_cast<int>(mb));
+      }
     }
     for (int mb : sizes) {
       if (per_replica % mb != 0) continue;

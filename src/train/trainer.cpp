@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <span>
 #include <utility>
 
 #include "comm/solo_comm.h"
@@ -70,6 +71,7 @@ class RankTrainer {
     if (faults.spike_rank == world_rank) {
       spike_step_ = faults.spike_step;
       spike_value_ = faults.spike_value;
+      spike_repeat_ = faults.spike_repeat;
     }
   }
 
@@ -95,7 +97,7 @@ class RankTrainer {
     hooks.ready = sync_.ready();
     if (nan_step_ == step + 1) hooks.grads_zeroed = [this] { inject(std::numeric_limits<float>::quiet_NaN()); };
     if (spike_step_ == step + 1) {
-      spike_step_ = 0;  // once: a rollback's replay of this step sees clean gradients
+      if (!spike_repeat_) spike_step_ = 0;  // once: a rollback's replay of this step sees clean gradients
       hooks.grads_zeroed = [this] { inject(spike_value_); };
     }
     std::optional<SpikeEvent> spike;
@@ -223,9 +225,12 @@ class RankTrainer {
     const double votes = comms_.dp.all_reduce_sum(comms_.pp.all_reduce_sum(verdict.spike ? 1.0 : 0.0));
     if (votes == 0) {
       spikes_.admit(loss, grad_norm);
-      spike_streak_ = 0;
+      // A streak ends past the furthest spike: the steps a rollback replays before it do not end it,
+      // so a spike that every batch meets at the same step stops the run instead of looping.
+      if (step_number > furthest_spike_) spike_streak_ = 0;
       return std::nullopt;
     }
+    furthest_spike_ = std::max(furthest_spike_, step_number);
     if (++spike_streak_ > c_.train.max_skips) {
       throw CollectiveError("loss or gradient-norm spike at step " + std::to_string(step_number) + ": " +
                             std::to_string(spike_streak_) + " in a row, more than train.max_skips = " +
@@ -300,12 +305,14 @@ class RankTrainer {
   AdamW<float> optimizer_;
   NonfinitePolicy nonfinite_;
   SpikeDetector spikes_;
-  int spike_streak_ = 0;   // spikes in a row
+  int spike_streak_ = 0;         // spikes in a row (a rollback's replay not counting as a break)
+  int64_t furthest_spike_ = 0;   // the latest step (1-based) that spiked
   bool rollback_ = false;  // the last step's spike asks for a rollback
   std::vector<int64_t> skipped_batches_;  // sorted batch numbers (1-based) never trained on
   int64_t nan_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets a NaN here
   int64_t spike_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets spike_value_ here
   float spike_value_ = 0;
+  bool spike_repeat_ = false;
   bool preempted_ = false;
   LayerProbe probe_;
   CheckpointState checkpoint_state_;
@@ -373,30 +380,23 @@ int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, C
   return header.step;
 }
 
-// train.spike_policy = rollback after a spike at step `step` (0-based): batch `step` used is
-// never trained on again, and the trainer goes back to the latest checkpoint. Returns that
-// checkpoint's step, or nothing when there is none yet (the spike's step stays skipped).
-// Collective over `world`.
-std::optional<int64_t> roll_back(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
-                                 const std::string& data, Comm& world, std::ostream& progress, SpikeEvent& event) {
-  std::optional<std::string> latest;
-  agree(world, [&] { latest = store.latest(); });
-  if (!latest) {
-    progress << "spike at step " << step + 1 << ": no checkpoint to roll back to yet, the step is skipped\n";
-    return std::nullopt;
-  }
+// train.spike_policy = rollback after a spike at step `step` (0-based): the batch that step used
+// is never trained on again, and the trainer goes back to `checkpoint` (the last one this process
+// saved or resumed from; never a newer one another run left in the directory). Fills in `event`
+// and returns the checkpoint's step. Collective over `world`.
+int64_t roll_back(RankTrainer& trainer, const Config& c, const std::string& checkpoint, int64_t step,
+                  const std::string& data, Comm& world, std::ostream& progress, SpikeEvent& event) {
   event.skipped_batch = trainer.batch_of(step) + 1;
   trainer.skip_batch(event.skipped_batch);
   progress << "spike at step " << step + 1 << ": loss " << event.loss << " (" << event.loss_z << " sigma), gradient norm "
            << event.grad_norm << " (" << event.norm_z << " sigma): rolling back, batch " << event.skipped_batch
            << " skipped from now on\n";
-  const std::string path = (std::filesystem::path(*latest) / checkpoint::kFileName).string();
-  event.to_step = resume(trainer, c, path, world, progress, data);
+  event.to_step = resume(trainer, c, checkpoint, world, progress, data);
   return event.to_step;
 }
 
-// Collective: writes, makes durable and publishes the checkpoint of `step`.
-void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
+// Collective: writes, makes durable and publishes the checkpoint of `step`. Returns its file.
+std::string save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
                      const std::string& data, Comm& world, std::ostream& progress) {
   const auto start = Clock::now();
   std::string dir;
@@ -414,6 +414,7 @@ void save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::St
                 static_cast<long long>(step), (store.dir() + "/" + checkpoint::Store::step_name(step)).c_str(),
                 bytes / 1e6, seconds, bytes / 1e6 / seconds);
   progress << line << "\n" << std::flush;
+  return (std::filesystem::path(store.dir()) / checkpoint::Store::step_name(step) / checkpoint::kFileName).string();
 }
 
 }  // namespace
@@ -443,8 +444,16 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
 
   RankTrainer trainer(c, comms, faults);
   progress << trainer.describe(threads) << "\n";
-  const std::string data = store ? data_fingerprint(train_data, val_data) : "";
+  // The data's fingerprint, rank 0's for every rank: a checkpoint's header must be the same on all.
+  std::string data = store && leader ? data_fingerprint(train_data, val_data) : "";
+  if (store) {
+    uint64_t size = data.size();
+    world.broadcast_bytes(std::as_writable_bytes(std::span(&size, 1)), 0);
+    data.resize(size);
+    world.broadcast_bytes(std::as_writable_bytes(std::span(data.data(), data.size())), 0);
+  }
   const int64_t start = resume_from ? resume(trainer, c, *resume_from, world, progress, data) : 0;
+  std::optional<std::string> last_checkpoint = resume_from;  // what a rollback goes back to
 
   const std::filesystem::path run_dir(c.run.dir);
   std::optional<MetricsWriter> metrics;
@@ -467,22 +476,21 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       leader && c.run.diag_every > 0
           ? std::optional<DiagnosticsWriter>(std::in_place, (run_dir / "diagnostics.h5").string(), c.model.layers)
           : std::nullopt;
-  std::optional<SpikeEvent> rolled_back;  // reported on the first row after a rollback
   for (int64_t step = start; step < stop; ++step) {
     const bool diagnose = c.run.diag_every > 0 && (step == 0 || (step + 1) % c.run.diag_every == 0 ||
                                                    step + 1 == c.train.steps);
     DiagnosticsRow row;
     StepMetrics m = trainer.step(train_data, step, diagnose ? &row : nullptr);
     if (trainer.take_rollback()) {
-      if (const auto to = roll_back(trainer, c, *store, step, data, world, progress, *m.spike)) {
-        if (leader) metrics->rewind(*to);
-        rolled_back = m.spike;
-        step = *to - 1;
+      if (last_checkpoint) {
+        // The spike's row, then the replayed steps' rows again: metrics.jsonl keeps what happened.
+        const int64_t to = roll_back(trainer, c, *last_checkpoint, step, data, world, progress, *m.spike);
+        if (leader) metrics->write(m);
+        step = to - 1;
         continue;
       }
-      m.spike->action = "skip";  // nothing to roll back to yet
+      m.spike->action = "skip";  // nothing of this run's to roll back to yet
     }
-    if (!m.spike && rolled_back) m.spike = std::exchange(rolled_back, std::nullopt);
     if (diagnostics && diagnose) diagnostics->append(row);
     step_times.push_back(m.step_time_s);
     summary.losses.push_back(m.loss);
@@ -506,7 +514,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     const bool preempted = trainer.preempted();  // the same on every rank: all stop after this step
     const bool periodic = c.checkpoint.every > 0 && m.step % c.checkpoint.every == 0;
     if (store && (periodic || m.step == stop || preempted)) {
-      save_checkpoint(trainer, c, *store, m.step, data, world, progress);
+      last_checkpoint = save_checkpoint(trainer, c, *store, m.step, data, world, progress);
     }
     if (preempted) {
       summary.preempted = true;

@@ -22,15 +22,17 @@ struct TrainSummary {
 };
 
 // Faults a test asks for (src/main.cpp reads them from KL_INJECT_NAN=RANK:STEP and
-// KL_INJECT_SPIKE=RANK:STEP[:VALUE]): world rank `nan_rank`'s gradient gets a NaN at step
+// KL_INJECT_SPIKE=RANK:STEP[:VALUE[:repeat]]): world rank `nan_rank`'s gradient gets a NaN at step
 // `nan_step` (1-based), before any reduction sees it; world rank `spike_rank`'s gets `spike_value`
-// added to one element at step `spike_step` (a finite gradient spike), once per process.
+// added to one element at step `spike_step` (a finite gradient spike), once per process, or each
+// time the step runs with `spike_repeat` (a spike no batch avoids).
 struct FaultInjection {
   int nan_rank = -1;
   int64_t nan_step = 0;
   int spike_rank = -1;
   int64_t spike_step = 0;
   float spike_value = 1000.0f;
+  bool spike_repeat = false;
 };
 
 // Trains `config` as one pipeline stage of one data-parallel replica: from a fresh initialisation
