@@ -33,8 +33,9 @@
 #   preemptions lost  SIGTERMs at start-up that did not end in exit 75: mpirun drops a signal for
 #                     ranks it has not started yet, and a rank that has not reached main() dies of
 #                     it (nothing after `latest` was trained then); shown, not counted as a failure
-#   stopped at exit   a rank stopped after the run's last communication (its work done): mpirun
-#                     waits for it and nothing in the job can end it; shown, then SIGCONT
+#   stopped at exit   a rank stopped at the run's end, its work done, after the other ranks had passed
+#                     MPI_Finalize and exited 0: mpirun waits for it and nothing in the job can end
+#                     it; shown, then SIGCONT
 #   hangs             jobs that outlived their deadline after a fault, and processes that outlived their job
 #   mismatches        metrics rows and final parameter files that differ from the reference
 #   anomalies         any other broken promise (an exit status the fault does not explain, a
@@ -154,6 +155,11 @@ job_pids() {
 }
 # leftovers: pids of this work folder's mpirun and ranks still alive.
 leftovers() { pgrep -f "train --config $work/chaos.ini" | tr '\n' ' '; }
+# leftover_ranks: those of them that are ranks (not mpirun).
+leftover_ranks() {
+  local p
+  for p in $(leftovers); do [ "$(cat /proc/"$p"/comm 2>/dev/null)" = kilolayer ] && echo -n "$p "; done
+}
 # fill_disk: ballast files until less than half a checkpoint is free on the checkpoint tmpfs.
 fill_disk() {
   local i ballast
@@ -264,7 +270,9 @@ while :; do
         fault_step=$(last_step) saving=""
         step="step $fault_step"
         # Before this job rewrote metrics.jsonl (MPI_Init, loading, resuming), the rows are the last job's.
-        if [ ! -e "$run/metrics.jsonl" ] || cmp -s "$run/metrics.jsonl" "$before"; then
+        if [ "$start_step" -ge "$steps" ]; then
+          step="the end (a restart with nothing to train)"
+        elif [ ! -e "$run/metrics.jsonl" ] || cmp -s "$run/metrics.jsonl" "$before"; then
           step="start-up" fault_step=$start_step
         elif ls -d "$ckpt"/step_*.tmp >/dev/null 2>&1; then
           saving=" (a save under way)"
@@ -290,9 +298,9 @@ while :; do
           injected[$kind]=$(( ${injected[$kind]:-0} + 1 ))
           faults=$((faults + 1))
           if ! wait_job "$pid" $(( t_fault + (timeout_s + 30) * 1000000 )) && [ "$kind" = sigstop_rank ] &&
-             [ "$(leftovers)" = "$victim " ] && [ "$run/final_params.f32" -nt "$work/attempt_start" ]; then
-            # The stopped rank is all that is left and the run's work is done: it was stopped on its way
-            # out, after its last communication, and mpirun waits for it; nothing in the job can end it.
+             [ "$(leftover_ranks)" = "$victim " ] && [ "$run/final_params.f32" -nt "$work/attempt_start" ]; then
+            # The stopped rank is the only rank left and the run's work is done: the others passed
+            # MPI_Finalize and exited 0, and mpirun waits for the stopped one; nothing in the job can end it.
             # Counted on its own line; SIGCONT lets it exit.
             stopped_at_exit=$((stopped_at_exit + 1))
             echo "$(stamp) run $runs attempt $attempt: $target stopped after the run's last communication; mpirun waits for it; SIGCONT"
@@ -478,7 +486,7 @@ printf '%-18s %8d  %s\n' "steps recomputed" "$recomputed" "(steps logged by all 
 printf '%-18s %8s  %s\n' "wall time lost" "$(secs $((job_wall - runs * ref_wall))) s" \
   "(all jobs, start to exit, $(secs $job_wall) s minus $runs x the uninterrupted $(secs $ref_wall) s)"
 printf '%-18s %8d  %s\n' "preemptions lost" "$lost_preemptions" "(SIGTERM at start-up not turned into exit 75: a known gap, not counted below)"
-printf '%-18s %8d  %s\n' "stopped at exit" "$stopped_at_exit" "(a rank stopped after the last communication: mpirun waits; not counted below)"
+printf '%-18s %8d  %s\n' "stopped at exit" "$stopped_at_exit" "(a rank stopped at the end after the others exited 0: mpirun waits; not a hang)"
 printf '%-18s %8d  %s\n' "hangs" "$hangs" "(must be 0)"
 printf '%-18s %8d  %s\n' "mismatches" "$mismatches" "(metrics rows and final parameters vs the reference, bitwise; must be 0)"
 printf '%-18s %8d  %s\n' "anomalies" "$anomalies" "(unexplained exits, unverifiable checkpoints, wrong resumes; must be 0)"
