@@ -11,8 +11,8 @@
 set -uo pipefail
 # The trap comes first: a signal that arrives before mpirun runs is kept (nothing started, nothing to
 # save: exit 75 in place of starting), one that arrives while it starts is passed on once $pid is known.
-pid="" preempted=0
-trap 'preempted=1; [ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null' TERM INT
+pid="" preempted=0 interrupted=0
+trap 'preempted=1 interrupted=1; [ -z "$pid" ] || kill -USR1 "$pid" 2>/dev/null' TERM INT
 root=$(cd "$(dirname "$0")/.." && pwd)  # paths in the command line stay relative to the caller
 config="" overrides=() mpirun_args=()
 while [ $# -gt 0 ]; do
@@ -66,10 +66,13 @@ fi
 "${command[@]}" &
 pid=$!
 [ "$preempted" = 0 ] || kill -USR1 "$pid" 2>/dev/null
+# wait returns early (status > 128) when a trapped signal arrives, whether mpirun still runs or has
+# just ended: wait again, which gives mpirun's own status once it has one (a 75 or a failure that a
+# job script must see, not the signal's 143).
 while true; do
+  interrupted=0
   wait "$pid"
   status=$?
-  # wait returns early (status > 128) when a trapped signal arrives; mpirun is still running then.
-  kill -0 "$pid" 2>/dev/null || break
+  [ "$interrupted" = 1 ] || break
 done
 exit "$status"

@@ -1,7 +1,8 @@
 # Shared by the communication-fault tests (sourced after lib/equivalence.sh): fault NAME SIGNAL DP PP
 # DELAY trains base.ini at dp x pp under mpirun with parallel.timeout_s = 4 and the overrides in
 # $fault_args, sends SIGNAL to one rank DELAY seconds after the first step's metrics row (before
-# it, a rank may still be inside MPI_Init or NCCL's setup, which no watchdog covers), and checks that the job ends (within
+# it, a rank may still be in MPI_Init, watched since the chaos soak found it hanging there, or in
+# NCCL's setup, which no watchdog covers; a fault at start-up is tests/mpi/chaos_soak.sh's part), and checks that the job ends (within
 # 30 s), non-zero, and after SIGSTOP with exit 4 and the watchdog's report of the stuck operation.
 # It prints the time from the fault to the job's exit.
 fault_args=()
