@@ -24,18 +24,23 @@ double SpikeDetector::z_score(const std::deque<double>& values, double x) const 
   return (x - mean) / deviation;
 }
 
+namespace {
+// A zero norm (nothing to learn from this batch) stays finite in log space.
+double log_norm(double grad_norm) { return std::log(std::max(grad_norm, 1e-30)); }
+}  // namespace
+
 SpikeVerdict SpikeDetector::judge(double loss, double grad_norm) const {
   SpikeVerdict verdict;
   if (!full()) return verdict;
   verdict.loss_z = z_score(losses_, loss);
-  verdict.norm_z = z_score(norms_, grad_norm);
+  verdict.norm_z = z_score(norms_, log_norm(grad_norm));
   verdict.spike = verdict.loss_z > sigma_ || verdict.norm_z > sigma_;
   return verdict;
 }
 
 void SpikeDetector::admit(double loss, double grad_norm) {
   losses_.push_back(loss);
-  norms_.push_back(grad_norm);
+  norms_.push_back(log_norm(grad_norm));
   while (static_cast<int>(losses_.size()) > window_) {
     losses_.pop_front();
     norms_.pop_front();

@@ -2,7 +2,10 @@
 // both finite, lies more than train.spike_sigma standard deviations above the mean of the last
 // train.spike_window admitted steps. Like llm.c's outlier detector, the statistics are a plain
 // mean and (population) standard deviation over a sliding window, and nothing is judged until the
-// window is full. Only admitted steps enter the window: a skipped spike does not raise the bar for
+// window is full. The gradient norm is judged by its logarithm: its fluctuations are
+// multiplicative and skewed to the right, and on the default job a plain z-score called a norm of
+// twice the window's mean a 6-sigma spike (step 264 of 450), where a spike worth acting on is
+// orders of magnitude. Only admitted steps enter the window: a skipped spike does not raise the bar for
 // the next one.
 //
 // Every rank judges the same reduced loss and norm, so every rank reaches the same verdict; the
@@ -26,7 +29,7 @@ class SpikeDetector {
   SpikeDetector(double sigma, int window) : sigma_(sigma), window_(window) {}
 
   // Whether (loss, grad_norm) is a spike against the window; changes nothing.
-  SpikeVerdict judge(double loss, double grad_norm) const;
+  SpikeVerdict judge(double loss, double grad_norm) const;  // norm_z is log(grad_norm)'s
   // Adds an admitted step's values to the window (dropping the oldest once it is full).
   void admit(double loss, double grad_norm);
 
