@@ -13,6 +13,7 @@ packages=(
   libgtest-dev googletest
   python3-torch python3-h5py python3-numpy python3-matplotlib
   fortunes
+  libsentencepiece-dev sentencepiece   # kilolayer tokenize: BPE models (issue 15)
   clang libclang-rt-14-dev   # tests/fuzz/run_fuzzers.sh: libFuzzer with the address and UB sanitizers
   iproute2   # tests/multihost_netns.sh: network namespaces as hosts
   slurmctld slurmd slurm-client munge   # tests/slurm.sh: a one-node slurm on this host
