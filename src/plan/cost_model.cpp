@@ -10,14 +10,14 @@
 
 namespace kl::plan {
 
-std::optional<Hardware> preset(const std::string& name) {
+std::optional<Hardware> preset(const std::string& name, Precision precision, bool tf32) {
   // NVIDIA H100 and H200 datasheets (docs/planning.md): SXM, dense BF16 989 TFLOP/s (the sheets'
-  // 1,979 is with sparsity); NVLink 900 GB/s per GPU both ways together; one ConnectX-7 NDR
+  // 1,979 is with sparsity), dense TF32 494 (989 with sparsity), plain FP32 67; NVLink 900 GB/s per GPU both ways together; one ConnectX-7 NDR
   // 400 Gb/s InfiniBand port per GPU in DGX/HGX nodes (50 GB/s each way); HBM3 80 GB at 3.35 TB/s,
   // HBM3e 141 GB at 4.8 TB/s.
   Hardware hw;
   hw.gpus_per_node = 8;
-  hw.peak_flops = 989e12;
+  hw.peak_flops = precision == Precision::kBf16 ? 989e12 : (tf32 ? 494e12 : 67e12);
   hw.intra_bandwidth = 450e9;
   hw.inter_bandwidth = 50e9;
   if (name == "h100") {

@@ -29,8 +29,10 @@ struct Hardware {
   double compute_efficiency = 0.6;
 };
 
-// The named presets (docs/planning.md: datasheet numbers and their sources). nullopt if unknown.
-std::optional<Hardware> preset(const std::string& name);
+// The named presets (docs/planning.md: datasheet numbers and their sources), with the dense rate of
+// the run's precision: bf16 tensor cores, TF32 tensor cores (fp32 with run.tf32) or plain fp32.
+// nullopt if unknown.
+std::optional<Hardware> preset(const std::string& name, Precision precision, bool tf32);
 std::string preset_names();  // "h100 | h200"
 
 // Seconds of one micro-batch (train.micro_batch sequences) through one block and through the

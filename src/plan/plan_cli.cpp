@@ -105,10 +105,10 @@ int positive_integer(const Flags& flags, const std::string& name, int low = 1) {
   return value;
 }
 
-Hardware hardware_from(const Flags& flags) {
+Hardware hardware_from(const Flags& flags, const RunConfig& run) {
   Hardware hw;
   if (flags.has("--preset")) {
-    const auto named = preset(flags.get("--preset"));
+    const auto named = preset(flags.get("--preset"), run.precision, run.tf32);
     if (!named) throw UserError("plan: unknown --preset '" + flags.get("--preset") + "' (" + preset_names() + ")");
     hw = *named;
   } else {
@@ -187,7 +187,7 @@ int run_plan(std::vector<std::string> args, std::ostream& out) {
 
   Model model;
   model.config = config;
-  model.hardware = hardware_from(flags);
+  model.hardware = hardware_from(flags, config.run);
   const int micro_batch = config.train.micro_batch;
   if (flags.has("--calibration")) {
     const std::string path = flags.get("--calibration");

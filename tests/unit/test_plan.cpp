@@ -36,6 +36,17 @@ StepCosts uniform(int p, int v, double F, double B, double W, double transfer) {
 }
 
 // make_schedules (every stage at once, zb1 laid out once) gives each stage make_schedule's list.
+// The presets' peak is the datasheet's dense rate of the run's precision (H100/H200 SXM: BF16 989,
+// TF32 494, FP32 67 TFLOP/s), so an fp32 plan is not priced at the bf16 rate.
+TEST(PlanPreset, PeakFollowsPrecision) {
+  for (const char* name : {"h100", "h200"}) {
+    EXPECT_DOUBLE_EQ(preset(name, Precision::kBf16, false)->peak_flops, 989e12) << name;
+    EXPECT_DOUBLE_EQ(preset(name, Precision::kFp32, true)->peak_flops, 494e12) << name;
+    EXPECT_DOUBLE_EQ(preset(name, Precision::kFp32, false)->peak_flops, 67e12) << name;
+  }
+  EXPECT_FALSE(preset("a100", Precision::kBf16, false).has_value());
+}
+
 TEST(PlanTimedSim, AllStagesAtOnceAreEachStagesList) {
   for (ScheduleKind kind : {ScheduleKind::kGPipe, ScheduleKind::k1F1B, ScheduleKind::kZB1, ScheduleKind::kInterleaved}) {
     for (int p = 1; p <= 4; ++p) {
