@@ -1,6 +1,7 @@
 #include "src/train/diagnostics.h"
 
 #include <filesystem>
+#include <vector>
 
 #include "src/checkpoint/h5.h"
 #include "src/util/error.h"
@@ -24,6 +25,20 @@ constexpr Column kColumns[] = {
     {"final_rms", "root mean square of x_L", false},
 };
 
+// The number of leading rows whose step is below `step`.
+hsize_t rows_before(hid_t file, int64_t step) {
+  h5::Id ds(H5Dopen2(file, "step", H5P_DEFAULT), H5Dclose);
+  if (!ds.valid()) throw UserError("diagnostics: the file has no dataset step (another file?)");
+  h5::Id space(KL_CHECK_H5(H5Dget_space(ds.get())), H5Sclose);
+  hsize_t count = 0;
+  H5Sget_simple_extent_dims(space.get(), &count, nullptr);
+  std::vector<int64_t> steps(static_cast<size_t>(count));
+  if (count > 0) KL_CHECK_H5(H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps.data()));
+  hsize_t rows = 0;
+  while (rows < count && steps[rows] < step) ++rows;
+  return rows;
+}
+
 }  // namespace
 
 void DiagnosticsWriter::append(const DiagnosticsRow& row) const {
@@ -33,6 +48,10 @@ void DiagnosticsWriter::append(const DiagnosticsRow& row) const {
                     : H5Fopen(path_.c_str(), H5F_ACC_RDWR, H5P_DEFAULT),
               H5Fclose);
   if (!file.valid()) throw UserError("diagnostics: cannot " + std::string(fresh ? "create " : "open ") + path_);
+  // The row goes after the last row of an earlier step: rows of this step or later were written by a
+  // run that went back (a spike rollback, or a resume from a checkpoint older than the crash) and are
+  // replaced, so that steps stay increasing and each step has one row.
+  const hsize_t rows = fresh ? 0 : rows_before(file.get(), row.step);
   for (const Column& column : kColumns) {
     const hsize_t width = column.per_layer ? static_cast<hsize_t>(layers_) : 1;
     const int rank = column.per_layer ? 2 : 1;
@@ -57,7 +76,7 @@ void DiagnosticsWriter::append(const DiagnosticsRow& row) const {
       throw UserError("diagnostics: " + path_ + " holds " + std::to_string(dims[1]) + " layers, this run " +
                       std::to_string(layers_));
     }
-    const hsize_t rows = dims[0];
+    if (dims[0] < rows) throw UserError("diagnostics: " + path_ + " has fewer " + column.name + " rows than steps");
     const hsize_t new_dims[2] = {rows + 1, width};
     KL_CHECK_H5(H5Dset_extent(ds.get(), new_dims));
     h5::Id space(KL_CHECK_H5(H5Dget_space(ds.get())), H5Sclose);

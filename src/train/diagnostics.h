@@ -6,7 +6,8 @@
 //   attn_out_rms, mlp_out_rms [n, L]   root mean square of each branch's output D(F)
 //   update_ratio [n, L]           |theta_l after - before| / |theta_l before| over block l's tensors
 //   final_grad_norm, final_rms [n]     the same at x_L, the stream's output (before the final norm)
-// Every dataset carries a `units` attribute. Row k of every dataset belongs to the same step.
+// Every dataset carries a `units` attribute. Row k of every dataset belongs to the same step; steps
+// increase: a row replaces the rows of its step and later ones (a rollback or resume went back).
 #pragma once
 
 #include <cstdint>
