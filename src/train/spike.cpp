@@ -1,5 +1,6 @@
 #include "src/train/spike.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -47,8 +48,17 @@ void SpikeDetector::admit(double loss, double grad_norm) {
   }
 }
 
+int SpikeDetector::note_spike(int64_t step_number) {
+  furthest_spike_ = std::max(furthest_spike_, step_number);
+  return ++streak_;
+}
+
+void SpikeDetector::note_admitted(int64_t step_number) {
+  if (step_number > furthest_spike_) streak_ = 0;
+}
+
 std::string SpikeDetector::save() const {
-  if (losses_.empty()) return "";
+  if (losses_.empty() && streak_ == 0) return "";
   // Hexadecimal floating point: exact, so that a resumed run's statistics are bit for bit the same.
   std::string text;
   char number[40];
@@ -60,6 +70,8 @@ std::string SpikeDetector::save() const {
     }
     text += '\n';
   }
+  // Checkpoints of format 3 before this line existed have none: a streak of 0.
+  if (streak_ > 0) text += "streak " + std::to_string(streak_) + " " + std::to_string(furthest_spike_) + "\n";
   return text;
 }
 
@@ -84,7 +96,19 @@ void SpikeDetector::restore(const std::string& text, const std::string& where) {
       values->push_back(v);
     }
   }
-  if (losses_.size() != norms_.size() || std::getline(lines, line)) fail();
+  if (losses_.size() != norms_.size()) fail();
+  if (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string word, rest;
+    int streak = 0;
+    int64_t furthest = 0;
+    if (!(words >> word >> streak >> furthest) || word != "streak" || streak < 1 || furthest < 1 || (words >> rest)) {
+      fail();
+    }
+    streak_ = std::max(streak_, streak);
+    furthest_spike_ = std::max(furthest_spike_, furthest);
+  }
+  if (std::getline(lines, line)) fail();
   // A smaller train.spike_window than at the save keeps the newest steps.
   while (static_cast<int>(losses_.size()) > window_) {
     losses_.pop_front();

@@ -33,9 +33,18 @@ class SpikeDetector {
   // Adds an admitted step's values to the window (dropping the oldest once it is full).
   void admit(double loss, double grad_norm);
 
-  // The window as text that restore() reads back bit for bit ("" when empty).
+  // The streak that train.max_skips bounds. A spike at `step_number` (1-based) lengthens it and
+  // returns its length; an admitted step ends it only past the furthest spike, so the steps a
+  // rollback replays before the spike do not end it, and a spike that every batch meets at the same
+  // step stops the run instead of looping.
+  int note_spike(int64_t step_number);
+  void note_admitted(int64_t step_number);
+
+  // The window and the streak as text that restore() reads back bit for bit ("" when empty).
   std::string save() const;
-  // Throws UserError (naming `where`) when `text` is not what save() writes.
+  // Throws UserError (naming `where`) when `text` is not what save() writes. The window is replaced;
+  // the streak is the longer of ours and the text's: a new process takes the saved one, a rollback
+  // to an older checkpoint keeps the streak that led to it.
   void restore(const std::string& text, const std::string& where);
 
   bool full() const { return static_cast<int>(losses_.size()) == window_; }
@@ -46,6 +55,8 @@ class SpikeDetector {
   double sigma_;
   int window_;
   std::deque<double> losses_, norms_;
+  int streak_ = 0;              // spikes in a row
+  int64_t furthest_spike_ = 0;  // the latest step (1-based) that spiked
 };
 
 }  // namespace kl

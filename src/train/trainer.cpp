@@ -225,15 +225,12 @@ class RankTrainer {
     const double votes = comms_.dp.all_reduce_sum(comms_.pp.all_reduce_sum(verdict.spike ? 1.0 : 0.0));
     if (votes == 0) {
       spikes_.admit(loss, grad_norm);
-      // A streak ends past the furthest spike: the steps a rollback replays before it do not end it,
-      // so a spike that every batch meets at the same step stops the run instead of looping.
-      if (step_number > furthest_spike_) spike_streak_ = 0;
+      spikes_.note_admitted(step_number);
       return std::nullopt;
     }
-    furthest_spike_ = std::max(furthest_spike_, step_number);
-    if (++spike_streak_ > c_.train.max_skips) {
+    if (const int streak = spikes_.note_spike(step_number); streak > c_.train.max_skips) {
       throw CollectiveError("loss or gradient-norm spike at step " + std::to_string(step_number) + ": " +
-                            std::to_string(spike_streak_) + " in a row, more than train.max_skips = " +
+                            std::to_string(streak) + " in a row, more than train.max_skips = " +
                             std::to_string(c_.train.max_skips) + " (lower train.lr or raise train.warmup)");
     }
     rollback_ = c_.train.spike_policy == SpikePolicy::kRollback;
@@ -305,8 +302,6 @@ class RankTrainer {
   AdamW<float> optimizer_;
   NonfinitePolicy nonfinite_;
   SpikeDetector spikes_;
-  int spike_streak_ = 0;         // spikes in a row (a rollback's replay not counting as a break)
-  int64_t furthest_spike_ = 0;   // the latest step (1-based) that spiked
   bool rollback_ = false;  // the last step's spike asks for a rollback
   std::vector<int64_t> skipped_batches_;  // sorted batch numbers (1-based) never trained on
   int64_t nan_step_ = 0;  // FaultInjection: the step (1-based) whose gradient gets a NaN here

@@ -101,6 +101,32 @@ TEST(Spike, CheckpointTextRestoresTheWindowBitForBit) {
   }
 }
 
+// The streak that train.max_skips bounds survives a restart (it is in the checkpoint's text), and a
+// rollback's restore of an older checkpoint does not shorten it.
+TEST(Spike, StreakTravelsInTheCheckpointText) {
+  SpikeDetector detector(3.0, 4);
+  for (int i = 0; i < 4; ++i) detector.admit(1.0 + 0.01 * i, 1.0);
+  const std::string before = detector.save();  // a checkpoint at step 10, no streak
+  EXPECT_EQ(detector.note_spike(12), 1);
+  detector.note_admitted(11);  // a rollback replays step 11: not past the spike
+  EXPECT_EQ(detector.note_spike(12), 2);
+  const std::string during = detector.save();
+  detector.restore(before, "test");  // the next rollback to step 10's checkpoint keeps the streak
+  EXPECT_EQ(detector.note_spike(12), 3);
+
+  SpikeDetector fresh(3.0, 4);  // a new process resumed from a checkpoint saved mid-streak
+  fresh.restore(during, "test");
+  EXPECT_EQ(fresh.save(), during);
+  EXPECT_EQ(fresh.note_spike(12), 3);
+  fresh.note_admitted(13);  // past the furthest spike: the streak ends
+  EXPECT_EQ(fresh.note_spike(20), 1);
+  for (const char* bad : {"streak 2 12\n", "loss 0x1p+0\nnorm 0x1p+0\nstreak 0 3\n",
+                          "loss 0x1p+0\nnorm 0x1p+0\nstreak 2\n", "loss 0x1p+0\nnorm 0x1p+0\nstreak 2 3 4\n"}) {
+    SpikeDetector other(3.0, 4);
+    EXPECT_THROW(other.restore(bad, "checkpoint x"), UserError) << bad;
+  }
+}
+
 TEST(Spike, SkipBatchesParse) {
   Config c;
   c.data.skip_batches = "12,7,7,300";
