@@ -61,6 +61,13 @@ bool have_onednn() { return true; }
 
 void onednn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                   const float* b, int ldb, float beta, float* c, int ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // dnnl_sgemm refuses it; BLAS's contract: C = beta C, not read when beta is 0
+    for (int i = 0; i < m; ++i) {
+      for (int j = 0; j < n; ++j) c[int64_t{i} * ldc + j] = beta == 0.0f ? 0.0f : beta * c[int64_t{i} * ldc + j];
+    }
+    return;
+  }
   const dnnl_status_t status =
       dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   KL_CHECK(status == dnnl_success, "dnnl_sgemm failed");
