@@ -38,13 +38,13 @@ prepare_workdir() {
 }
 
 # Writes $work/bench.ini for the benchmark's model and batch ($layers, $d_model, $heads, $seq_len,
-# $vocab, $steps, $batch, and $micro_batch if set, else $batch) on $data_ini, without checkpoints or
+# $vocab, $steps, $batch, $micro_batch if set, else $batch, $dropout if set, else 0.1) on $data_ini, without checkpoints or
 # evaluation, run.dir $work/run. Each argument is one more line (sections may repeat: the reader
 # merges them), e.g. write_bench_ini "[run]" "threads = 2".
 write_bench_ini() {
   {
-    printf '[model]\nlayers = %s\nd_model = %s\nheads = %s\nseq_len = %s\nvocab = %s\ndropout = 0.1\n' \
-      "$layers" "$d_model" "$heads" "$seq_len" "$vocab"
+    printf '[model]\nlayers = %s\nd_model = %s\nheads = %s\nseq_len = %s\nvocab = %s\ndropout = %s\n' \
+      "$layers" "$d_model" "$heads" "$seq_len" "$vocab" "${dropout:-0.1}"
     printf '[train]\nsteps = %s\nglobal_batch = %s\nmicro_batch = %s\neval_every = 0\neval_batches = 1\n' \
       "$steps" "$batch" "${micro_batch:-$batch}"
     printf '%s\n[checkpoint]\ndir = none\n[run]\ndir = %s\n' "$data_ini" "$work/run"

@@ -10,6 +10,8 @@ packages=(
   libhdf5-openmpi-dev hdf5-tools zlib1g-dev
   libboost-program-options-dev
   libopenblas-openmp-dev
+  libdnnl-dev   # oneDNN: the CPU's fp32 and bf16 matrix products (issue 16)
+  libblis-dev libxsmm-dev   # bench/gemm_candidates.cpp only: the other candidates
   libgtest-dev googletest
   python3-torch python3-h5py python3-numpy python3-matplotlib
   fortunes

@@ -2,7 +2,9 @@
 // src/pipeline/stage_impl.h) runs on. The walk is a template over the backend; nothing in it calls
 // cpu:: or cuda:: directly. Backends:
 //
-//   CpuBackend<float>    training on the CPU (OpenBLAS, OpenMP)
+//   CpuBackend<float>    training on the CPU (oneDNN / OpenBLAS, OpenMP); constructed with
+//                        cpu::Products::kBf16 (run.precision = bf16), its Linear products read
+//                        their operands rounded to bf16 and sum in fp32 (oneDNN, avx512_bf16)
 //   CpuBackend<double>   the finite-difference tests
 //   CudaBackend<float>   src/cuda/backend.h: fp32 on the GPU
 //   CudaBackend<bf16>    bf16 matrix inputs; fp32 master weights, gradients, optimizer state and
@@ -14,8 +16,10 @@
 //        passes read;
 //   Acc  the master weights, their gradients, the residual stream and its gradient, LayerNorm
 //        statistics, losses.
-// On the CPU both are T. An op's signature says which type each argument has, so the walk is
-// typed once for every backend.
+// On the CPU both are T, bf16 products included: there the rounding happens inside the product
+// (src/kernels/cpu/onednn.h), so every element-wise kernel stays fp32 and only the matrix products,
+// the bulk of the work, change. An op's signature says which type each argument has, so the walk
+// is typed once for every backend.
 //
 // Memory: Buffer<U> owns `n` zeroed elements in the backend's memory (alloc<U>(n)); pointers into
 // it are only dereferenced by the backend's own ops. HostBuffer<U> (alloc_host<U>(n)) is host memory
@@ -43,6 +47,8 @@ class CpuBackend {
   using Buffer = std::vector<U>;
   template <class U>
   using HostBuffer = std::vector<U>;
+
+  explicit CpuBackend(cpu::Products products = cpu::Products::kExact) : products_(products) {}
 
   template <class U>
   Buffer<U> alloc(int64_t n) const {
@@ -72,15 +78,18 @@ class CpuBackend {
   const Act* as_act(const Acc* x, Act* /*scratch*/, int64_t /*n*/) const { return x; }
   // The master weights after they changed: the passes read them directly.
   void convert_weights(Act* /*copy*/, const Acc* /*master*/, int64_t /*n*/) const {}
-  std::string describe() const { return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)"; }
+  std::string describe() const {
+    if (products_ == cpu::Products::kBf16) return "CPU (bf16 products, fp32 sums and storage)";
+    return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)";
+  }
 
   // --- the model's ops (src/kernels/cpu/ops.h has their contracts) ---
   void linear_forward(Act* out, const Act* inp, const Act* w, const Act* b, int N, int I, int O) const {
-    cpu::linear_forward(out, inp, w, b, N, I, O);
+    cpu::linear_forward(out, inp, w, b, N, I, O, products_);
   }
   void linear_backward(Act* dinp, Acc* dw, Acc* db, const Act* dout, const Act* inp, const Act* w, int N, int I,
                        int O) const {
-    cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O);
+    cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O, products_);
   }
   template <class Out>
   void layernorm_forward(Out* out, Acc* mean, Acc* rstd, const Acc* inp, const Act* w, const Act* b, int N,
@@ -175,6 +184,7 @@ class CpuBackend {
   }
 
  private:
+  cpu::Products products_;
   double loss_sum_ = 0.0;
 };
 

@@ -285,8 +285,9 @@ class OptionTable {
     add("run.threads", &c.run.threads, "CPU threads (0: every core)", between(0, 1024));
     add_choice("run.device", &c.run.device, "where this rank's stage runs (cuda: its GPU; needs the CUDA build)");
     add_choice("run.precision", &c.run.precision,
-        "cuda only: bf16 products, activations and weight copies; fp32 master weights, optimizer state, "
-        "residual stream and reductions");
+        "bf16: matrix products on bf16 operands with fp32 sums; fp32 master weights, optimizer state, "
+        "residual stream and reductions (cuda: bf16 activations and weight copies too; cpu: needs "
+        "avx512_bf16 and the oneDNN build)");
     add("run.tf32", &c.run.tf32, "cuda, fp32: let matrix products use TF32 tensor cores");
     add("run.diag_every", &c.run.diag_every,
         "steps between per-layer residual-stream diagnostics in <run.dir>/diagnostics.h5 (0: none; "
@@ -310,9 +311,6 @@ class OptionTable {
 void check_device(const Config& c) {
   auto fail = [](const std::string& message) { throw UserError("config: " + message); };
   if (c.run.device != Device::kCuda) {
-    if (c.run.precision != Precision::kFp32) {
-      fail(std::string("run.precision = ") + name_of(c.run.precision) + " needs run.device = cuda");
-    }
     if (c.run.tf32) fail("run.tf32 = true needs run.device = cuda");
   }
 }

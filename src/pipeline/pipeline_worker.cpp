@@ -1,6 +1,7 @@
 // The stage worker on the CPU backend, and the choice of backend for a rank.
 #include "src/pipeline/pipeline_worker.h"
 
+#include "src/kernels/cpu/onednn.h"
 #include "src/pipeline/pipeline_worker_impl.h"
 #ifdef KL_HAVE_CUDA
 #include "src/cuda/device.h"
@@ -15,7 +16,13 @@ KL_INSTANTIATE_STAGE_WORKER(CpuBackend<float>)
 }  // namespace pipeline
 
 void check_backend(const Config& config) {
-  if (config.run.device != Device::kCuda) return;
+  if (config.run.device != Device::kCuda) {
+    if (config.run.precision == Precision::kBf16) {
+      const std::string why = cpu::bf16_products_unavailable();
+      if (!why.empty()) throw UserError("run.precision = bf16 with run.device = cpu: " + why);
+    }
+    return;
+  }
 #ifdef KL_HAVE_CUDA
   std::string why;
   if (!cuda::device_available(&why)) throw UserError("run.device = cuda: no CUDA device: " + why);
@@ -30,7 +37,8 @@ std::unique_ptr<Worker> make_worker(const Config& config, const TrainComms& comm
 #ifdef KL_HAVE_CUDA
   if (config.run.device == Device::kCuda) return cuda::make_worker(config, comms);
 #endif
-  return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBackend<float>>());
+  const cpu::Products products = config.run.precision == Precision::kBf16 ? cpu::Products::kBf16 : cpu::Products::kExact;
+  return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBackend<float>>(products));
 }
 
 }  // namespace kl

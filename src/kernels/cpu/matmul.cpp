@@ -1,20 +1,36 @@
-// Matrix products (OpenBLAS, or a plain loop in builds without it) and the Linear layer built on them.
+// Matrix products (oneDNN for fp32, OpenBLAS for fp64, or a plain loop in builds without them) and
+// the Linear layer built on them. oneDNN won the measurement of bench/gemm_candidates.cpp on the
+// model's products (docs/performance.md); it also picks its AVX-512 kernels whatever
+// OPENBLAS_CORETYPE says.
 #ifdef KL_HAVE_BLAS
 #include <cblas.h>
 #endif
 
+#include <type_traits>
+
+#include "src/kernels/cpu/onednn.h"
 #include "src/kernels/cpu/ops.h"
 #include "src/kernels/cpu/parallel.h"
+#include "src/util/error.h"
 
 namespace kl::cpu {
 
-#ifdef KL_HAVE_BLAS
+#ifdef KL_HAVE_ONEDNN
+template <>
+void gemm<float>(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
+                 int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  onednn_sgemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+#elif defined(KL_HAVE_BLAS)
 template <>
 void gemm<float>(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
                  int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
               m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+#endif
+
+#ifdef KL_HAVE_BLAS
 
 template <>
 void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double* a,
@@ -68,11 +84,13 @@ void plain_gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const 
   }
 }
 
+#ifndef KL_HAVE_ONEDNN
 template <>
 void gemm<float>(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a,
                  int lda, const float* b, int ldb, float beta, float* c, int ldc) {
   plain_gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+#endif
 
 template <>
 void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double* a,
@@ -81,8 +99,25 @@ void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
 }
 #endif
 
+namespace {
+
+// C = op(A) op(B) + beta C (beta 0 or 1) with the Linear layer's kind of products.
 template <class T>
-void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O) {
+void product(Products products, bool trans_a, bool trans_b, int m, int n, int k, const T* a, int lda, const T* b,
+             int ldb, T beta, T* c, int ldc) {
+  if (products == Products::kExact) {
+    gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
+  } else if constexpr (std::is_same_v<T, float>) {
+    bf16_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    KL_CHECK(false, "bf16 products exist for float only");
+  }
+}
+
+}  // namespace
+
+template <class T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O, Products products) {
   T beta = 0;
   if (bias) {
 #pragma omp parallel for schedule(static)
@@ -91,14 +126,14 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N,
     }
     beta = 1;
   }
-  gemm<T>(false, true, N, O, I, T(1), inp, I, weight, I, beta, out, O);
+  product<T>(products, false, true, N, O, I, inp, I, weight, I, beta, out, O);
 }
 
 template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int N, int I, int O) {
-  if (dinp) gemm<T>(false, false, N, I, O, T(1), dout, O, weight, I, T(0), dinp, I);
-  if (dweight) gemm<T>(true, false, O, I, N, T(1), dout, O, inp, I, T(1), dweight, I);
+                     int N, int I, int O, Products products) {
+  if (dinp) product<T>(products, false, false, N, I, O, dout, O, weight, I, T(0), dinp, I);
+  if (dweight) product<T>(products, true, false, O, I, N, dout, O, inp, I, T(1), dweight, I);
   if (dbias) {
     // Each thread owns a slice of columns and walks the rows in order: contiguous and deterministic.
 #pragma omp parallel
@@ -113,8 +148,8 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 }
 
 #define KL_INSTANTIATE(T)                                                                 \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int);       \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int, Products);       \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, Products);
 KL_INSTANTIATE(float)
 KL_INSTANTIATE(double)
 #undef KL_INSTANTIATE

@@ -13,20 +13,26 @@
 
 namespace kl::cpu {
 
-// C[m,n] = alpha * op(A) op(B) + beta * C, row-major, through OpenBLAS (a plain OpenMP loop in a
-// build without BLAS, -DKL_BLAS=OFF).
+// C[m,n] = alpha * op(A) op(B) + beta * C, row-major: fp32 through oneDNN's sgemm (OpenBLAS in a
+// build without oneDNN, -DKL_ONEDNN=OFF), fp64 through OpenBLAS (a plain OpenMP loop in a build
+// without BLAS, -DKL_BLAS=OFF).
 template <class T>
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
           int ldb, T beta, T* c, int ldc);
 
+// What a Linear layer's products read: the fp32 (or fp64) operands themselves, or the operands
+// rounded to bf16 with the products summed in fp32 (run.precision = bf16 on the CPU, float only).
+enum class Products { kExact, kBf16 };
+
 // out[N,O] = inp[N,I] W[O,I]^T + bias[O]   (bias may be null)
 template <class T>
-void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O);
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O,
+                    Products products = Products::kExact);
 // dinp = dout W;  dweight += dout^T inp;  dbias += colsum(dout)   (each may be null: the input
 // and the weight halves run apart in the zero-bubble pipeline schedule)
 template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int N, int I, int O);
+                     int N, int I, int O, Products products = Products::kExact);
 
 // out = (inp - mean) * rstd * weight + bias, per row of C; saves mean and rstd [N].
 template <class T>

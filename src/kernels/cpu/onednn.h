@@ -1,0 +1,30 @@
+// oneDNN (Debian's libdnnl, which picks its kernels from the CPU's features at run time, whatever
+// OPENBLAS_CORETYPE says) for the CPU's fp32 matrix products, and for bf16 products: operands
+// rounded to bf16, products accumulated and written in fp32 (run.precision = bf16 on the CPU).
+// bench/gemm_candidates.cpp is the measurement that chose it (docs/performance.md).
+#pragma once
+
+#include <string>
+
+namespace kl::cpu {
+
+// Whether this build has oneDNN (CMake's KL_ONEDNN).
+bool have_onednn();
+
+// Row-major C[m,n] = alpha op(A) op(B) + beta C through dnnl_sgemm.
+void onednn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                  const float* b, int ldb, float beta, float* c, int ldc);
+
+// Row-major C[m,n] = op(A) op(B) + beta C with A and B rounded to bf16 (nearest even) and the
+// products summed in fp32; beta is 0 or 1. Called outside parallel regions (it runs on every
+// thread). Deterministic for a fixed thread count.
+void bf16_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
+               float beta, float* c, int ldc);
+
+// Empty when bf16 products can run here, else why not (the CPU feature or build option missing).
+std::string bf16_products_unavailable();
+
+// x rounded to bf16 (nearest even) and back to fp32: what bf16_gemm's operands become.
+float round_to_bf16(float x);
+
+}  // namespace kl::cpu
