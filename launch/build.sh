@@ -13,7 +13,7 @@ setup=1
 [ "${KL_NO_SETUP:-0}" = 1 ] && setup=0
 for arg in "$@"; do
   case $arg in
-    -DKL_MPI=OFF | -DKL_HDF5=OFF | -DKL_BOOST=OFF | -DKL_BLAS=OFF) setup=0 ;;
+    -DKL_MPI=OFF | -DKL_HDF5=OFF | -DKL_BOOST=OFF | -DKL_BLAS=OFF | -DKL_ONEDNN=OFF) setup=0 ;;
   esac
 done
 [ "$setup" = 1 ] && ./launch/setup.sh
