@@ -300,7 +300,10 @@ int run_tokenize(std::vector<std::string> args) {
                         "SentencePiece model), not " + std::string(model.empty() ? "neither" : "both"));
   }
   if (args.empty()) throw kl::UserError("tokenize: no input text files");
-  if (!kl::sentencepiece_available()) kl::load_sentencepiece_tokenizer(model.empty() ? "tokenizer.model" : model);
+  if (!kl::sentencepiece_available()) {
+    throw kl::UserError("tokenize: this kilolayer was built without SentencePiece (-DKL_SENTENCEPIECE=OFF, or "
+                        "libsentencepiece-dev missing): run ./launch/setup.sh and rebuild");
+  }
   if (!model.empty() && !std::filesystem::is_regular_file(model)) {
     throw kl::UserError("tokenize: the tokenizer model " + model + " does not exist");
   }
