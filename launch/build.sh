@@ -5,7 +5,7 @@
 #
 # First it installs the missing Debian packages (launch/setup.sh), except where the system libraries
 # are absent on purpose: with KL_NO_SETUP=1, or when a library is switched off (-DKL_MPI=OFF,
-# -DKL_HDF5=OFF, -DKL_BOOST=OFF, -DKL_BLAS=OFF: a machine, such as a lent GPU machine, that has
+# -DKL_HDF5=OFF, -DKL_BOOST=OFF, -DKL_BLAS=OFF, -DKL_SENTENCEPIECE=OFF: a machine, such as a lent GPU machine, that has
 # only a compiler, CMake and CUDA; see tests/gpu/device_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ setup=1
 [ "${KL_NO_SETUP:-0}" = 1 ] && setup=0
 for arg in "$@"; do
   case $arg in
-    -DKL_MPI=OFF | -DKL_HDF5=OFF | -DKL_BOOST=OFF | -DKL_BLAS=OFF | -DKL_ONEDNN=OFF) setup=0 ;;
+    -DKL_MPI=OFF | -DKL_HDF5=OFF | -DKL_BOOST=OFF | -DKL_BLAS=OFF | -DKL_ONEDNN=OFF | -DKL_SENTENCEPIECE=OFF) setup=0 ;;
   esac
 done
 [ "$setup" = 1 ] && ./launch/setup.sh

@@ -35,7 +35,7 @@ fi
 echo "setup: installing ${missing[*]}"
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "setup: no apt-get on this machine: install those yourself, or build without the system libraries" >&2
-  echo "       (KL_NO_SETUP=1 ./launch/build.sh -DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF -DKL_BLAS=OFF -DKL_ONEDNN=OFF)" >&2
+  echo "       (KL_NO_SETUP=1 ./launch/build.sh -DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF -DKL_BLAS=OFF -DKL_ONEDNN=OFF -DKL_SENTENCEPIECE=OFF)" >&2
   exit 1
 fi
 SUDO=""

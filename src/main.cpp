@@ -5,6 +5,7 @@
 //   kilolayer lesion --config FILE --checkpoint PATH [--out CSV] [--section.key=value ...]
 //   kilolayer inspect PATH
 //   kilolayer data  --out DIR [--val-every K] [--block BYTES] TEXT_FILE...
+//   kilolayer tokenize --out DIR (--vocab N | --model FILE) [--val-every K] [--block BYTES] TEXT_FILE...
 //   kilolayer plan  --config FILE --gpus N [...]   (src/plan/plan_cli.h)
 //   kilolayer --help
 //
@@ -14,6 +15,7 @@
 #include <mpi.h>
 #endif
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +36,7 @@
 #include "src/checkpoint/store.h"
 #include "src/config/config.h"
 #include "src/data/text_shards.h"
+#include "src/data/tokenizer.h"
 #include "src/plan/plan_cli.h"
 #include "src/train/preemption.h"
 #include "src/train/trainer.h"
@@ -51,6 +54,8 @@ const char* kUsage =
     "                                                           tensors, checksums verified\n"
     "  kilolayer data --out DIR [--val-every K] [--block BYTES] TEXT_FILE...\n"
     "                                                           byte-level train/val token shards\n"
+    "  kilolayer tokenize --out DIR (--vocab N | --model FILE) [--val-every K] [--block BYTES] TEXT_FILE...\n"
+    "                                                           SentencePiece BPE train/val token shards\n"
     "  kilolayer plan --config FILE --gpus N [...]              the fastest dp x pp x schedule layouts\n"
     "                                                           for a cluster (plan --help: every flag)\n"
     "  kilolayer --help                                         this text and every option\n";
@@ -182,8 +187,20 @@ int run_train(std::vector<std::string> args) {
   const kl::TrainSummary summary = kl::train(*config, comms.train(), leader ? std::cout : silent, faults);
   if (summary.preempted) return kl::kExitRequeue;
   if (leader) {
-    std::printf("final validation loss %.4f nats | unigram entropy of the validation text %.4f nats\n",
-                summary.final_val_loss, summary.unigram_entropy);
+    // Nats per token depend on the tokenizer; bits per byte of text do not.
+    auto measure = [&](double nats) {
+      char text[80];
+      if (summary.val_bytes_per_token) {
+        std::snprintf(text, sizeof text, "%.4f nats/token = %.4f bits/byte", nats,
+                      nats / std::log(2.0) / *summary.val_bytes_per_token);
+      } else {
+        std::snprintf(text, sizeof text, "%.4f nats/token", nats);
+      }
+      return std::string(text);
+    };
+    std::printf("final validation loss %s | unigram entropy of the validation text %s\n",
+                measure(summary.final_val_loss).c_str(), measure(summary.unigram_entropy).c_str());
+    // (issue 15: a generated sample from the final model goes here, under the loss line.)
   }
   return 0;
 }
@@ -238,6 +255,18 @@ int run_inspect(const std::vector<std::string>& args) {
   return 0;
 }
 
+// Parses an integer flag's value ("" gives `fallback`).
+int int_flag(const std::string& text, const std::string& command, const char* name, int fallback) {
+  if (text.empty()) return fallback;
+  try {
+    size_t used = 0;
+    const int value = std::stoi(text, &used);
+    if (used == text.size()) return value;
+  } catch (const std::exception&) {
+  }
+  throw kl::UserError(command + ": " + name + " must be an integer, got '" + text + "'");
+}
+
 int run_data(std::vector<std::string> args) {
   const std::string out = take_flag(args, "--out");
   if (out.empty()) throw kl::UserError("data: --out DIR is required");
@@ -246,21 +275,72 @@ int run_data(std::vector<std::string> args) {
   for (const auto& a : args) {
     if (a.rfind("--", 0) == 0) throw kl::UserError("data: unknown option " + a);
   }
-  auto to_int = [](const std::string& text, const char* name, int fallback) {
-    if (text.empty()) return fallback;
-    try {
-      size_t used = 0;
-      const int value = std::stoi(text, &used);
-      if (used == text.size()) return value;
-    } catch (const std::exception&) {
-    }
-    throw kl::UserError(std::string("data: ") + name + " must be an integer, got '" + text + "'");
-  };
-  const auto summary = kl::make_text_shards(args, out, to_int(val_every, "--val-every", 10),
-                                            to_int(block, "--block", 2048));
+  const auto summary = kl::make_text_shards(args, out, int_flag(val_every, "data", "--val-every", 10),
+                                            int_flag(block, "data", "--block", 2048));
   std::printf("wrote %s/train.bin (%lld tokens) and %s/val.bin (%lld tokens)\n", out.c_str(),
               static_cast<long long>(summary.train_tokens), out.c_str(),
               static_cast<long long>(summary.val_tokens));
+  return 0;
+}
+
+// tokenize: trains a SentencePiece BPE on the training text (or takes --model), writes it as
+// <out>/tokenizer.model beside train.bin, val.bin and tokenizer.ini.
+int run_tokenize(std::vector<std::string> args) {
+  const std::string out = take_flag(args, "--out");
+  const std::string vocab_text = take_flag(args, "--vocab");
+  const std::string model = take_flag(args, "--model");
+  const int val_every = int_flag(take_flag(args, "--val-every"), "tokenize", "--val-every", 10);
+  const int block = int_flag(take_flag(args, "--block"), "tokenize", "--block", 2048);
+  for (const auto& a : args) {
+    if (a.rfind("--", 0) == 0) throw kl::UserError("tokenize: unknown option " + a);
+  }
+  if (out.empty()) throw kl::UserError("tokenize: --out DIR is required");
+  if (vocab_text.empty() == model.empty()) {
+    throw kl::UserError("tokenize: give either --vocab N (train a BPE on the text) or --model FILE (an existing "
+                        "SentencePiece model), not " + std::string(model.empty() ? "neither" : "both"));
+  }
+  if (args.empty()) throw kl::UserError("tokenize: no input text files");
+  if (!kl::sentencepiece_available()) {
+    throw kl::UserError("tokenize: this kilolayer was built without SentencePiece (-DKL_SENTENCEPIECE=OFF, or "
+                        "libsentencepiece-dev missing): run ./launch/setup.sh and rebuild");
+  }
+  if (!model.empty() && !std::filesystem::is_regular_file(model)) {
+    throw kl::UserError("tokenize: the tokenizer model " + model + " does not exist");
+  }
+  const int vocab = int_flag(vocab_text, "tokenize", "--vocab", 0);
+  if (model.empty() && (vocab < 1 || vocab > (1 << 24))) {
+    throw kl::UserError("tokenize: --vocab must be between 1 and 16777216, got " + vocab_text);
+  }
+  kl::TextBlocks blocks;
+  try {
+    blocks = kl::split_text(args, val_every, block);
+  } catch (const kl::UserError& e) {
+    throw kl::UserError(std::string("tokenize: ") + e.what());
+  }
+  std::error_code error;
+  std::filesystem::create_directories(out, error);
+  if (error) throw kl::UserError("tokenize: cannot create " + out + ": " + error.message());
+  const std::string model_file = out + "/tokenizer.model";
+  // Written to a temporary file and renamed, like the shards: an interrupted run leaves no half model.
+  const std::string bytes = model.empty() ? kl::train_sentencepiece_bpe(kl::training_sentences(blocks), vocab) : "";
+  if (model.empty() || !std::filesystem::equivalent(model, model_file, error)) {
+    const std::string temporary = model_file + ".tmp";
+    if (model.empty()) {
+      std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
+      file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      if (!file.flush()) throw kl::UserError("tokenize: cannot write " + temporary);
+    } else {
+      std::filesystem::copy_file(model, temporary, std::filesystem::copy_options::overwrite_existing);
+    }
+    std::filesystem::rename(temporary, model_file);
+  }
+  const auto tokenizer = kl::load_sentencepiece_tokenizer(model_file);
+  const auto s = kl::write_token_shards(blocks, *tokenizer, out, "sentencepiece", "tokenizer.model");
+  std::printf("wrote %s/train.bin (%lld tokens, %.3f bytes of text a token) and %s/val.bin (%lld tokens, %.3f "
+              "bytes a token); tokenizer %s\n",
+              out.c_str(), static_cast<long long>(s.train_tokens), double(s.train_bytes) / double(s.train_tokens),
+              out.c_str(), static_cast<long long>(s.val_tokens), double(s.val_bytes) / double(s.val_tokens),
+              tokenizer->describe().c_str());
   return 0;
 }
 
@@ -302,6 +382,9 @@ int main(int argc, char** argv) {
       status = run_inspect(args);
     } else if (command == "data") {
       status = run_data(args);
+    } else if (command == "tokenize") {
+      if (ranks > 1) throw kl::UserError("tokenize: runs as one process, not under mpirun");
+      status = run_tokenize(args);
     } else if (command == "plan") {
       if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
         std::cout << kl::plan::kPlanUsage;

@@ -206,7 +206,8 @@ class OptionTable {
     add("model.heads", &m.heads, "attention heads (must divide d_model)", at_least(1));
     add("model.d_ff", &m.d_ff, "MLP hidden width (0: 4 x d_model)", between(0, 1 << 22));
     add("model.seq_len", &m.seq_len, "context length in tokens", between(1, 1 << 20));
-    add("model.vocab", &m.vocab, "vocabulary size (tokens are uint16)", between(1, 65536));
+    add("model.vocab", &m.vocab, "vocabulary size (the tokenizer's; shards of up to 65536 hold uint16 tokens, larger ones uint32)",
+        between(1, 1 << 24));
     add_choice("model.residual", &m.residual, "residual stream variant");
     add("model.layerscale_init", &m.layerscale_init, "layerscale: initial per-channel branch scale (0: zero-gamma)",
         between(0.0, 10.0));

@@ -19,8 +19,10 @@
 #include "comm/solo_comm.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/store.h"
+#include "src/data/data_info.h"
 #include "src/data/dataset.h"
 #include "src/data/fingerprint.h"
+#include "src/data/tokenizer.h"
 #include "src/pipeline/schedule.h"
 #include "src/pipeline/worker.h"
 #include "src/train/checkpoint_state.h"
@@ -412,6 +414,31 @@ std::string save_checkpoint(RankTrainer& trainer, const Config& c, const checkpo
   return (std::filesystem::path(store.dir()) / checkpoint::Store::step_name(step) / checkpoint::kFileName).string();
 }
 
+// Opens the shards on the ranks that read them: the first pipeline stage (inputs) and the last
+// (targets); a middle stage's datasets stay empty. Only headers are read (src/data/shard.h).
+void open_data(const Config& c, const TrainComms& comms, std::optional<TokenDataset>& train_set,
+               std::optional<TokenDataset>& val_set, bool training = true) {
+  const int stage = comms.pp.rank(), stages = comms.pp.size();
+  if (stage != 0 && stage != stages - 1) {
+    train_set.emplace();
+    val_set.emplace();
+    return;
+  }
+  if (training) {
+    train_set.emplace(c.data.train, c.model.vocab, c.model.seq_len, c.train.global_batch);
+  } else {
+    train_set.emplace();
+  }
+  val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
+}
+
+// "data: train 812345 tokens in 1 shard(s), 6346 windows an epoch; val 90123 tokens; tokenizer sentencepiece 2048 (...)"
+std::string describe_data(const TokenDataset& train, const TokenDataset& val, const Tokenizer* tokenizer) {
+  return "data: train " + std::to_string(train.tokens()) + " tokens in " + std::to_string(train.shards().size()) +
+         " shard(s), " + std::to_string(train.windows()) + " windows an epoch; val " + std::to_string(val.tokens()) +
+         " tokens; tokenizer " + (tokenizer ? tokenizer->describe() : "unknown (no tokenizer file beside the shards)");
+}
+
 }  // namespace
 
 TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progress, const FaultInjection& faults) {
@@ -423,12 +450,13 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   // Bad inputs (data shards, the checkpoint directory, the checkpoint) are found by every rank
   // before the first collective of training, and agreed on: one message, every rank exits.
   std::optional<TokenDataset> train_set, val_set;
+  std::unique_ptr<Tokenizer> tokenizer;
   std::optional<checkpoint::Store> store;
   std::optional<std::string> resume_from;
   agree(world, [&] {
     check_backend(c);
-    train_set.emplace(c.data.train, c.model.vocab, c.model.seq_len);
-    val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
+    open_data(c, comms, train_set, val_set);
+    if (leader) tokenizer = find_data_tokenizer(c.data.train, c.model.vocab);
     if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
     if (store && leader) store->prepare();
   });
@@ -440,7 +468,9 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   RankTrainer trainer(c, comms, faults);
   progress << trainer.describe(threads) << "\n";
   // The data's fingerprint, rank 0's for every rank: a checkpoint's header must be the same on all.
-  std::string data = store && leader ? data_fingerprint(train_data, val_data) : "";
+  std::string data =
+      leader ? data_fingerprint(train_data, val_data, tokenizer.get(), data_tokenizer_file(c.data.train)) : "";
+  if (leader) progress << describe_data(train_data, val_data, tokenizer.get()) << "\n";
   if (store) {
     uint64_t size = data.size();
     world.broadcast_bytes(std::as_writable_bytes(std::span(&size, 1)), 0);
@@ -459,11 +489,15 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     const std::string ini = c.to_ini();
     write_file(run_dir / "config.ini", ini.data(), ini.size());
     metrics.emplace((run_dir / "metrics.jsonl").string(), start);
+    write_file(run_dir / "data.txt", data.data(), data.size());
   }
 
   TrainSummary summary;
   summary.first_step = start;
-  summary.unigram_entropy = val_data.unigram_entropy();
+  if (leader) {
+    summary.unigram_entropy = val_data.unigram_entropy();
+    summary.val_bytes_per_token = val_bytes_per_token(c.data.val, val_data.tokens(), c.model.vocab);
+  }
   std::vector<double> step_times;
   const auto run_start = Clock::now();
   const int64_t stop = c.run.stop_after > 0 ? std::min(c.run.stop_after, c.train.steps) : c.train.steps;
@@ -541,11 +575,11 @@ double evaluate_checkpoint(const Config& c, const TrainComms& comms, const std::
 std::vector<double> lesion_study(const Config& c, const TrainComms& comms, const std::string& path,
                                  std::ostream& progress, bool every_block) {
   set_threads(c.run.threads);
-  std::optional<TokenDataset> val_set;
+  std::optional<TokenDataset> train_set, val_set;
   std::string file;
   agree(comms.world, [&] {
     check_backend(c);
-    val_set.emplace(c.data.val, c.model.vocab, c.model.seq_len);
+    open_data(c, comms, train_set, val_set, /*training=*/false);
     file = checkpoint::resolve(path);
   });
   const TokenDataset& val_data = *val_set;

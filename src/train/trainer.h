@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <vector>
 
 #include "comm/comm.h"
@@ -15,7 +16,10 @@ namespace kl {
 struct TrainSummary {
   std::vector<double> losses;  // training loss per step run (of the global batch, same on every rank)
   double final_val_loss = 0;
-  double unigram_entropy = 0;  // of the validation data, in nats
+  double unigram_entropy = 0;  // of the validation data, in nats (world rank 0 only)
+  // Bytes of text per validation token (src/data/data_info.h), when known: bits per byte =
+  // nats per token / ln 2 / this (world rank 0 only).
+  std::optional<double> val_bytes_per_token;
   double tokens_per_s = 0;     // median over the run's steps (the first excluded when possible)
   int64_t first_step = 0;      // resumed from a checkpoint of this step (0: a fresh start)
   bool preempted = false;      // stopped by SIGTERM/SIGUSR1 after saving a checkpoint

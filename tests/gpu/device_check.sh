@@ -7,8 +7,8 @@
 #   step | result (PASS, FAIL, SKIP) | seconds | detail
 #
 #   gpu          nvidia-smi -L
-#   build        launch/build.sh into build-gpu/: -DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF
-#                -DKL_BLAS=OFF -DKL_ONEDNN=OFF -DKL_CUDA=ON -DKL_PORTABLE=ON, every core
+#   build        launch/build.sh into build-gpu/: -DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF -DKL_BLAS=OFF
+#                -DKL_ONEDNN=OFF -DKL_SENTENCEPIECE=OFF -DKL_CUDA=ON -DKL_PORTABLE=ON, every core
 #   libraries    every shared library of the binaries resolves (cudart, cuBLASLt, NCCL)
 #   gpu-ops      kl_gpu_tests' kernel tests against the CPU, with KL_CUDA_SYNC=1
 #   gpu-model    the rest of kl_gpu_tests (model steps, training through the library)
@@ -119,7 +119,7 @@ gpu_step() {
   detail=$(head -1 <<<"$gpus")
 }
 
-cmake_options=(-DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF -DKL_BLAS=OFF -DKL_ONEDNN=OFF -DKL_ONEDNN=OFF -DKL_CUDA=ON -DKL_PORTABLE=ON)
+cmake_options=(-DKL_MPI=OFF -DKL_HDF5=OFF -DKL_BOOST=OFF -DKL_BLAS=OFF -DKL_ONEDNN=OFF -DKL_SENTENCEPIECE=OFF -DKL_CUDA=ON -DKL_PORTABLE=ON)
 gtest_missing=0
 build_step() {
   local status=0

@@ -69,7 +69,7 @@ TEST(Config, OutOfRangeIsNamed) {
   EXPECT_NE(error_of("[model]\nlayers = 0\n").find("model.layers"), std::string::npos);
   EXPECT_NE(error_of("[model]\nlayers = -4\n").find("model.layers"), std::string::npos);
   EXPECT_NE(error_of("[model]\ndropout = 1.0\n").find("model.dropout"), std::string::npos);
-  EXPECT_NE(error_of("[model]\nvocab = 70000\n").find("model.vocab"), std::string::npos);
+  EXPECT_NE(error_of("[model]\nvocab = 70000000\n").find("model.vocab"), std::string::npos);
   EXPECT_NE(error_of("[train]\nlr = -0.1\n").find("train.lr"), std::string::npos);
   EXPECT_NE(error_of("[model]\nresidual = sideways\n").find("model.residual"), std::string::npos);
   EXPECT_NE(error_of("[parallel]\nrecompute = some\n").find("parallel.recompute"), std::string::npos);
