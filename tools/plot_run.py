@@ -91,6 +91,7 @@ def residual_heatmap(plt, out, diag_path, title):
     import h5py  # only here: a run without diagnostics needs no h5py
     import numpy as np
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
 
     try:
         with h5py.File(diag_path, "r") as f:
@@ -110,6 +111,7 @@ def residual_heatmap(plt, out, diag_path, title):
     axes.set_xticklabels([str(steps[t]) for t in ticks])
     axes.set_xlabel("step (diagnosed steps)")
     axes.set_ylabel("block l")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(title)
     figure.colorbar(image, ax=axes, label="|dL/dx_l|")
     figure.tight_layout()
