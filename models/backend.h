@@ -127,14 +127,17 @@ class CpuBackend {
   void embedding_backward(Acc* dwte, Acc* dwpe, const Acc* dout, const int32_t* tokens, int B, int T_, int C) const {
     cpu::embedding_backward(dwte, dwpe, dout, tokens, B, T_, C);
   }
-  // losses[n] for logits [N,V]; the logits become the softmax in place (lse unused on the CPU).
-  void softmax_xent_forward(Acc* losses, Act* logits, Acc* /*lse*/, const int32_t* targets, int N, int V) const {
-    cpu::softmax_xent_forward(losses, logits, logits, targets, N, V);
+  // losses[n] for logits [N,Vp], the vocabulary their first V columns; the logits become the
+  // softmax in place (lse unused on the CPU).
+  void softmax_xent_forward(Acc* losses, Act* logits, Acc* /*lse*/, const int32_t* targets, int N, int V,
+                            int Vp) const {
+    cpu::softmax_xent_forward(losses, logits, logits, targets, N, V, Vp);
   }
-  // What softmax_xent_forward left in `logits` becomes dL/dlogits = (softmax - onehot) * dloss.
-  void softmax_xent_backward(Act* logits, const Acc* /*lse*/, const int32_t* targets, double dloss, int N,
-                             int V) const {
-    cpu::softmax_xent_backward(logits, logits, targets, T(dloss), N, V);
+  // What softmax_xent_forward left in `logits` becomes dL/dlogits = (softmax - onehot) * dloss
+  // (0 in the padded columns).
+  void softmax_xent_backward(Act* logits, const Acc* /*lse*/, const int32_t* targets, double dloss, int N, int V,
+                             int Vp) const {
+    cpu::softmax_xent_backward(logits, logits, targets, T(dloss), N, V, Vp);
   }
   // The running sum of per-token losses: add N of them, or take (and reset) the sum.
   void add_losses(const Acc* losses, int N) {

@@ -1,5 +1,6 @@
 #include "models/params.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -55,7 +56,8 @@ std::vector<int> all_layers(int layers) {
 ParamTable::ParamTable(const ModelConfig& m) : ParamTable(m, all_layers(m.layers), true, true) {}
 
 ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, bool first, bool last) {
-  const int64_t C = m.d_model, F = m.ff_width(), V = m.vocab, T = m.seq_len;
+  // The token embedding and the head have model.vocab_padded rows; those past model.vocab are padding.
+  const int64_t C = m.d_model, F = m.ff_width(), V = m.padded_vocab(), T = m.seq_len;
   const Residual residual = m.residual;
   // GPT-2: each branch's output projection starts smaller, so that the residual stream's variance
   // does not grow with depth (2 branches per block). DeepNet instead gives the value, output and
@@ -65,7 +67,9 @@ ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, boo
   const double proj_std = deepnorm ? kInitStd * beta : kInitStd / std::sqrt(2.0 * m.layers);
   const double fc_std = deepnorm ? kInitStd * beta : kInitStd;
   // Weight decay on every matrix (Linear weights and embeddings), none on biases and LayerNorm.
-  if (first || (last && m.tie_embeddings)) add("embed.token.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
+  if (first || (last && m.tie_embeddings)) {
+    add("embed.token.weight", {V, C}, Init::kNormal, kInitStd, true, -1).vocab_rows = m.vocab;
+  }
   if (first) add("embed.position.weight", {T, C}, Init::kNormal, kInitStd, true, -1);
   for (int l : layers) {
     const std::string p = layer_prefix(l);
@@ -104,7 +108,7 @@ ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, boo
   if (!last) return;
   add("final_norm.weight", {C}, Init::kOnes, 0, false, -1);
   add("final_norm.bias", {C}, Init::kZeros, 0, false, -1);
-  if (!m.tie_embeddings) add("head.weight", {V, C}, Init::kNormal, kInitStd, true, -1);
+  if (!m.tie_embeddings) add("head.weight", {V, C}, Init::kNormal, kInitStd, true, -1).vocab_rows = m.vocab;
 }
 
 const ParamSpec* ParamTable::find(std::string_view name) const {
@@ -136,7 +140,10 @@ void init_parameters(const ParamTable& table, uint64_t seed, T* params) {
     const int64_t n = spec.numel();
     const uint64_t stream = rng::key(seed, rng::hash_name(spec.name));
     const int64_t row = spec.shape.size() == 2 ? spec.shape[1] : 1;
-    for (int64_t i = 0; i < n; ++i) {
+    // Element i gets the same value whatever the padding: a padded model starts as the unpadded one.
+    const int64_t used = spec.vocab_rows >= 0 ? spec.vocab_rows * row : n;
+    std::fill(p + used, p + n, T(0));
+    for (int64_t i = 0; i < used; ++i) {
       const bool tail = spec.tail_from_row >= 0 && i / row >= spec.tail_from_row;
       switch (spec.init) {
         case Init::kNormal:

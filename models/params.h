@@ -25,6 +25,10 @@ struct ParamSpec {
   // tail_gain (DeepNet's gain on the value part of the fused qkv projection); -1: none.
   int64_t tail_from_row = -1;
   double tail_gain = 1.0;
+  // The vocabulary's tensors (token embedding, head): the rows of the true vocabulary (model.vocab);
+  // rows past them, up to model.vocab_padded, are padding: initialised to zero, and they stay zero
+  // (no pass reads them, their gradient is zero). -1 for every other tensor.
+  int64_t vocab_rows = -1;
   bool decay = false;     // AdamW weight decay applies
   int layer = -1;         // block index, -1 for embeddings, final norm and head
   int64_t offset = 0;     // first element in the flat buffer

@@ -5,8 +5,9 @@
 
 CHECKPOINT: a checkpoint.h5, a step directory, or a checkpoint directory (its `latest`). Weights
 keep nn.Linear's (out, in) orientation, which kilolayer stores already; a tied head is written as
-both transformer.wte.weight and lm_head.weight. The checkpoint's CRC-32s are verified. The
-architecture (the arguments of tools/nanogpt.py's GPT) is printed.
+both transformer.wte.weight and lm_head.weight. A padded vocabulary (model.vocab_padded) is cut to
+the true one (model.vocab rows; the padding rows are zero and checked to be). The checkpoint's
+CRC-32s are verified. The architecture (the arguments of tools/nanogpt.py's GPT) is printed.
 """
 import configparser
 import os
@@ -55,17 +56,25 @@ def main():
             sys.exit(f"export_torch: {source}: checksum mismatch in model/{name}")
         return torch.from_numpy(values.copy())
 
-    state = {"transformer.wte.weight": tensor("embed.token.weight"),
+    vocab = int(model["vocab"])
+
+    def vocabulary(name):  # the true rows of a token embedding or head stored with padding rows
+        values = tensor(name)
+        if values.shape[0] > vocab and values[vocab:].abs().max().item() != 0:
+            sys.exit(f"export_torch: {source}: model/{name} has non-zero rows past model.vocab = {vocab}")
+        return values[:vocab].clone()
+
+    state = {"transformer.wte.weight": vocabulary("embed.token.weight"),
              "transformer.wpe.weight": tensor("embed.position.weight"),
              "transformer.ln_f.weight": tensor("final_norm.weight"),
              "transformer.ln_f.bias": tensor("final_norm.bias")}
     for i in range(layers):
         for ours, theirs in NAMES.items():
             state[f"transformer.h.{i}.{theirs}"] = tensor(f"layers/{i:06d}/{ours}")
-    state["lm_head.weight"] = state["transformer.wte.weight"] if tied else tensor("head.weight")
+    state["lm_head.weight"] = state["transformer.wte.weight"] if tied else vocabulary("head.weight")
     d_model = int(model["d_model"])
     arch = dict(layers=layers, d_model=d_model, heads=int(model["heads"]),
-                d_ff=int(model["d_ff"]) or 4 * d_model, seq_len=int(model["seq_len"]), vocab=int(model["vocab"]))
+                d_ff=int(model["d_ff"]) or 4 * d_model, seq_len=int(model["seq_len"]), vocab=vocab)
     torch.save(state, out)
     print(f"export_torch: {source} (step {f.attrs['step']}) -> {out}: {len(state)} tensors, {arch}")
 

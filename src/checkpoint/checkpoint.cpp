@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cmath>
@@ -164,14 +165,15 @@ Opened open_checked(const std::string& path) {
   return {std::move(fd), std::move(index)};
 }
 
-// Reads dataset `name` of `shape` into out (numel floats) and checks its CRC-32.
-void read_dataset(const Opened& file, const std::string& path, const std::string& name,
-                  const std::vector<int64_t>& shape, float* out) {
-  const std::string where = "checkpoint " + path + ": dataset " + name;
+// The index entry of dataset `name`; throws UserError (`where`) when it is missing.
+const TensorEntry& entry(const Opened& file, const std::string& where, const std::string& name) {
   const auto it = file.index.tensors.find(name);
   if (it == file.index.tensors.end()) throw UserError(where + " is missing");
-  const TensorEntry& t = it->second;
-  if (t.shape != shape) throw UserError(where + " has another shape than the model expects");
+  return it->second;
+}
+
+// Reads the dataset of `t` into out (all its floats) and checks its CRC-32.
+void read_entry(const Opened& file, const std::string& where, const TensorEntry& t, float* out) {
   auto* bytes = reinterpret_cast<char*>(out);
   for (int64_t done = 0; done < t.bytes;) {
     const ssize_t got = ::pread(file.fd.fd, bytes + done, static_cast<size_t>(t.bytes - done), t.offset + done);
@@ -182,6 +184,37 @@ void read_dataset(const Opened& file, const std::string& path, const std::string
   if (crc_of(out, t.bytes / int64_t{sizeof(float)}) != t.crc) {
     throw UserError(where + ": checksum mismatch (the data is corrupt)");
   }
+}
+
+// Reads dataset `name` of `shape` into out (numel floats) and checks its CRC-32.
+void read_dataset(const Opened& file, const std::string& path, const std::string& name,
+                  const std::vector<int64_t>& shape, float* out) {
+  const std::string where = "checkpoint " + path + ": dataset " + name;
+  const TensorEntry& t = entry(file, where, name);
+  if (t.shape != shape) throw UserError(where + " has another shape than the model expects");
+  read_entry(file, where, t, out);
+}
+
+// A vocabulary tensor (`spec.vocab_rows` set) saved with another model.vocab_padded than the
+// model's: its true rows are read, the model's padding rows set to zero. The saved padding must be
+// zero, as every padded run keeps it.
+void read_repadded(const Opened& file, const std::string& path, const std::string& name, const ParamSpec& spec,
+                   float* out) {
+  const std::string where = "checkpoint " + path + ": dataset " + name;
+  const TensorEntry& t = entry(file, where, name);
+  const int64_t rows = spec.vocab_rows, width = spec.shape[1];
+  if (t.shape.size() != 2 || t.shape[1] != width || t.shape[0] < rows) {
+    throw UserError(where + " has another shape than the model expects");
+  }
+  std::vector<float> saved(static_cast<size_t>(t.shape[0] * width));
+  read_entry(file, where, t, saved.data());
+  const auto true_end = saved.begin() + rows * width;
+  if (std::any_of(true_end, saved.end(), [](float x) { return x != 0.0f; })) {
+    throw UserError(where + ": its rows past model.vocab = " + std::to_string(rows) +
+                    " are not zero, so they are not padding: it cannot load with another model.vocab_padded");
+  }
+  std::copy(saved.begin(), true_end, out);
+  std::fill(out + rows * width, out + spec.numel(), 0.0f);
 }
 
 // Refuses a table whose three copies (parameters, two moments) could not fit in the file: a hostile
@@ -339,7 +372,11 @@ void read_tensors(const std::string& path, const RankState& mine) {
   const Opened file = open_checked(path);
   for (const ParamSpec& spec : mine.table->specs()) {
     for (size_t g = 0; g < kGroups.size(); ++g) {
-      read_dataset(file, path, kGroups[g] + spec.name, spec.shape, part(mine, g).data() + spec.offset);
+      const std::string name = kGroups[g] + spec.name;
+      float* out = part(mine, g).data() + spec.offset;
+      const auto saved = file.index.tensors.find(name);
+      const bool repadded = spec.vocab_rows >= 0 && saved != file.index.tensors.end() && saved->second.shape != spec.shape;
+      repadded ? read_repadded(file, path, name, spec, out) : read_dataset(file, path, name, spec.shape, out);
     }
   }
 }
@@ -353,7 +390,8 @@ std::string compare_configs(const std::string& saved_ini, const Config& now, con
     const std::string new_value = it == after.end() ? "(absent)" : it->second;
     if (new_value == old_value) continue;
     const std::string line = key + ": " + old_value + " -> " + new_value;
-    const bool architecture = key.rfind("model.", 0) == 0 && key != "model.dropout";
+    // model.vocab_padded changes the tensors' padding only, which read_tensors adapts.
+    const bool architecture = key.rfind("model.", 0) == 0 && key != "model.dropout" && key != "model.vocab_padded";
     (architecture ? refused : changed) += (architecture ? (refused.empty() ? "" : ", ") : "\n  ") + line;
   }
   if (!refused.empty()) {

@@ -2,7 +2,9 @@
 // HDF5), holding the whole training state under the parameter table's GLOBAL names, so any
 // layout (dp, pp, schedule, virtual chunks, ZeRO) can read what any other wrote:
 //
-//   /model/<name>                 fp32 parameters, e.g. /model/layers/000123/attn.qkv.weight
+//   /model/<name>                 fp32 parameters, e.g. /model/layers/000123/attn.qkv.weight; the
+//                                 token embedding and head as the model holds them, padded to
+//                                 model.vocab_padded rows (zero past model.vocab, which the config records)
 //   /optim/exp_avg/<name>         AdamW first moments
 //   /optim/exp_avg_sq/<name>      AdamW second moments
 //   each dataset: attribute `crc32` (zlib's CRC-32 of its little-endian float32 bytes)
@@ -77,12 +79,13 @@ void verify(const std::string& path);
 
 // Readers, one rank at a time, through the index (never HDF5). Throw UserError naming the file
 // and what is wrong (no seal or index, a malformed index, a missing dataset, a wrong shape, a
-// checksum mismatch, another format version). read_tensors reads only the tensors of `mine`.
+// checksum mismatch, another format version). read_tensors reads only the tensors of `mine`; a
+// vocabulary tensor saved with another model.vocab_padded loads by its true rows (the padding zero).
 Header read_header(const std::string& path);
 void read_tensors(const std::string& path, const RankState& mine);
 
 // The differences between a checkpoint's config and this run's: architecture keys (model.*
-// except dropout) that differ make the checkpoint unusable (UserError listing them); the others
+// except dropout and vocab_padded) that differ make the checkpoint unusable (UserError listing them); the others
 // are returned as "key: old -> new" lines for the log.
 std::string compare_configs(const std::string& saved_ini, const Config& now, const std::string& where);
 

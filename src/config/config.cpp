@@ -208,6 +208,9 @@ class OptionTable {
     add("model.seq_len", &m.seq_len, "context length in tokens", between(1, 1 << 20));
     add("model.vocab", &m.vocab, "vocabulary size (the tokenizer's; shards of up to 65536 hold uint16 tokens, larger ones uint32)",
         between(1, 1 << 24));
+    add("model.vocab_padded", &m.vocab_padded,
+        "rows of the embedding and LM head (0: model.vocab); the rows past model.vocab are zero padding, outside "
+        "the softmax and the loss (llm.c pads GPT-2's 50257 to 50304)", between(0, 1 << 24));
     add_choice("model.residual", &m.residual, "residual stream variant");
     add("model.layerscale_init", &m.layerscale_init, "layerscale: initial per-channel branch scale (0: zero-gamma)",
         between(0.0, 10.0));
@@ -221,8 +224,16 @@ class OptionTable {
     add("train.global_batch", &t.global_batch, "sequences per optimizer step", at_least(1));
     add("train.micro_batch", &t.micro_batch, "sequences per forward/backward", at_least(1));
     add("train.lr", &t.lr, "peak learning rate", between(0.0, 10.0));
-    add("train.min_lr", &t.min_lr, "learning rate at the end of the cosine decay", between(0.0, 10.0));
+    add("train.min_lr", &t.min_lr, "learning rate at the end of the decay (cosine, linear, wsd) and the floor of "
+        "inverse_sqrt", between(0.0, 10.0));
     add("train.warmup", &t.warmup, "steps of linear warmup", at_least<int64_t>(0));
+    add_choice("train.schedule", &t.schedule, "learning rate after the warmup (docs/sampling.md)");
+    add("train.decay_steps", &t.decay_steps,
+        "steps of the schedule's horizon after the warmup (0: train.steps - train.warmup); set it to extend a "
+        "run's train.steps later without changing its earlier learning rates", at_least<int64_t>(0));
+    add("train.wsd_decay_fraction", &t.wsd_decay_fraction,
+        "wsd: the last fraction of the horizon, over which the rate falls linearly from train.lr to "
+        "train.min_lr (stable at train.lr before it)", between(0.0, 1.0));
     add("train.weight_decay", &t.weight_decay, "AdamW decoupled weight decay", between(0.0, 10.0));
     add("train.beta1", &t.beta1, "AdamW beta1", below_one());
     add("train.beta2", &t.beta2, "AdamW beta2", below_one());
@@ -297,6 +308,9 @@ class OptionTable {
         "end this process after this optimizer step, with a checkpoint (0: train.steps)", at_least<int64_t>(0));
     add("run.save_final_params", &c.run.save_final_params,
         "write <run.dir>/final_params.f32, the flat fp32 parameter buffer, at the end");
+    add("run.sample_every", &c.run.sample_every,
+        "steps between short generated samples printed during training (0: none; does not change training)",
+        at_least<int64_t>(0));
   }
 
 #ifdef KL_HAVE_BOOST
@@ -354,6 +368,10 @@ void check_consistency(const Config& c) {
   if (c.train.min_lr > c.train.lr) {
     fail("train.min_lr = " + to_text(c.train.min_lr) + " exceeds train.lr = " + to_text(c.train.lr));
   }
+  if (c.model.vocab_padded != 0 && c.model.vocab_padded < c.model.vocab) {
+    fail("model.vocab_padded = " + to_text(c.model.vocab_padded) + " is smaller than model.vocab = " +
+         to_text(c.model.vocab) + " (0: no padding)");
+  }
   if (c.model.layers < c.parallel.pp) {
     fail("model.layers = " + to_text(c.model.layers) + " is smaller than parallel.pp = " +
          to_text(c.parallel.pp));
@@ -376,12 +394,13 @@ void check_consistency(const Config& c) {
   check_build(c);
   // In doubles: huge widths must be refused here, not overflow the int64 sizes computed later.
   const double d = c.model.d_model, ff = c.model.ff_width();
-  const double parameters = c.model.layers * (4 * d * d + 2 * d * ff) + (double(c.model.vocab) + c.model.seq_len) * d;
+  const double parameters =
+      c.model.layers * (4 * d * d + 2 * d * ff) + (double(c.model.padded_vocab()) + c.model.seq_len) * d;
   if (parameters > double(int64_t{1} << 40)) {
     fail("the model has about " + to_text(parameters) + " parameters, more than kilolayer supports (2^40)");
   }
   const int64_t tokens_per_micro = int64_t{c.train.micro_batch} * c.model.seq_len;
-  if (tokens_per_micro * std::max(c.model.vocab, c.model.ff_width()) > (int64_t{1} << 40)) {
+  if (tokens_per_micro * std::max(c.model.padded_vocab(), c.model.ff_width()) > (int64_t{1} << 40)) {
     fail("train.micro_batch x model.seq_len is too large for one forward pass");
   }
 }

@@ -21,6 +21,7 @@ enum class OnNonfinite { kSkip, kAbort };
 enum class SpikePolicy { kOff, kSkip, kRollback };  // src/train/spike.h
 enum class Device { kCpu, kCuda };
 enum class Precision { kFp32, kBf16 };
+enum class LrSchedule { kCosine, kLinear, kConstant, kWsd, kInverseSqrt };  // src/train/optimizer.h
 
 template <class E>
 struct Choices;
@@ -53,6 +54,10 @@ template <>
 struct Choices<Precision> {
   static constexpr std::array<const char*, 2> names = {"fp32", "bf16"};
 };
+template <>
+struct Choices<LrSchedule> {
+  static constexpr std::array<const char*, 5> names = {"cosine", "linear", "constant", "wsd", "inverse_sqrt"};
+};
 
 template <class E>
 const char* name_of(E value) {
@@ -80,6 +85,9 @@ struct ModelConfig {
   int d_ff = 0;  // 0 means 4 * d_model
   int seq_len = 128;
   int vocab = 256;
+  // The embedding's and the head's rows (0: vocab). Rows from vocab on are padding (llm.c pads
+  // GPT-2's 50257 to 50304 for faster products): zero, outside the softmax, never sampled.
+  int vocab_padded = 0;
   Residual residual = Residual::kPreNorm;
   double layerscale_init = 0.1;      // layerscale: initial value of every channel's branch scale
   double stochastic_depth = 0.0;     // drop-path probability of the last block (0: off)
@@ -87,6 +95,7 @@ struct ModelConfig {
   bool tie_embeddings = true;
 
   int ff_width() const { return d_ff > 0 ? d_ff : 4 * d_model; }
+  int padded_vocab() const { return vocab_padded > 0 ? vocab_padded : vocab; }
   int head_dim() const { return d_model / heads; }
 };
 
@@ -97,6 +106,9 @@ struct TrainConfig {
   double lr = 1e-3;
   double min_lr = 1e-4;
   int64_t warmup = 10;
+  LrSchedule schedule = LrSchedule::kCosine;  // after the warmup
+  int64_t decay_steps = 0;      // the schedule's horizon after the warmup (0: steps - warmup)
+  double wsd_decay_fraction = 0.2;  // wsd: the last part of the horizon, decaying linearly to min_lr
   double weight_decay = 0.1;
   double beta1 = 0.9;
   double beta2 = 0.95;
@@ -155,6 +167,7 @@ struct RunConfig {
   bool tf32 = false;               // cuda: fp32 products may use TF32 tensor cores
   int64_t diag_every = 0;  // steps between per-layer diagnostics (0: none)
   int64_t stop_after = 0;  // end this process after this optimizer step (0: train.steps), saving
+  int64_t sample_every = 0;  // steps between short samples printed during training (0: none)
   bool save_final_params = false;  // write <dir>/final_params.f32 (the flat fp32 buffer) at the end
 };
 

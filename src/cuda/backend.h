@@ -123,11 +123,12 @@ class CudaBackend {
   void embedding_backward(Acc* dwte, Acc* dwpe, const Acc* dout, const int32_t* tokens, int B, int T_, int C) {
     cuda::embedding_backward(dwte, dwpe, dout, tokens, B, T_, C, stream_);
   }
-  void softmax_xent_forward(Acc* losses, Act* logits, Acc* lse, const int32_t* targets, int N, int V) {
-    cuda::softmax_xent_forward<T>(losses, lse, logits, targets, N, V, stream_);
+  void softmax_xent_forward(Acc* losses, Act* logits, Acc* lse, const int32_t* targets, int N, int V, int Vp) {
+    cuda::softmax_xent_forward<T>(losses, lse, logits, targets, N, V, Vp, stream_);
   }
-  void softmax_xent_backward(Act* logits, const Acc* lse, const int32_t* targets, double dloss, int N, int V) {
-    cuda::softmax_xent_backward<T>(logits, logits, lse, targets, static_cast<float>(dloss), N, V, stream_);
+  void softmax_xent_backward(Act* logits, const Acc* lse, const int32_t* targets, double dloss, int N, int V,
+                             int Vp) {
+    cuda::softmax_xent_backward<T>(logits, logits, lse, targets, static_cast<float>(dloss), N, V, Vp, stream_);
   }
   void add_losses(const Acc* losses, int N) { loss_sum_accumulate(loss_sum_.data(), losses, N, stream_); }
   double take_loss_sum();

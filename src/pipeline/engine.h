@@ -22,6 +22,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -77,6 +78,11 @@ class Engine {
   // stage, 0 elsewhere.
   double evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total, int micro_batch);
 
+  // Sampling: forward only, without dropout, of one window of seq_len tokens (read on the first
+  // stage). Returns, on the stage that holds the head, the logits of the true vocabulary after the
+  // token at `position` (causal attention: the tokens after it change nothing); empty elsewhere.
+  std::vector<S> window_logits(std::span<const int32_t> window, int position);
+
   const Schedule& schedule() const { return schedule_; }
 
  private:
@@ -105,6 +111,9 @@ class Engine {
   void exec(const OptimizerStep& x);
 
   void backward(int mb, int chunk, BackwardPart part);
+  // Forward only through every chunk of B sequences of tokens_ / targets_ (evaluation, sampling),
+  // message tags keyed by `piece`; the losses go to the stage's sum. Sends may still be in flight.
+  void forward_only(int piece, int B);
   int take_slot(int mb, int chunk);
   void free_slot(int mb, int chunk);
   int acquire_buffer();

@@ -99,8 +99,9 @@ template <class Backend>
 int Engine<Backend>::acquire_buffer() {
   if (free_buffers_.empty()) {
     const auto& c = stage_.config();
+    // The most any pass sends: a micro-batch of the stage's size (sampling's passes are smaller).
     message_buffers_.push_back(
-        stage_.backend().template alloc<S>(int64_t{plan_.micro_batch} * c.seq_len * c.d_model));
+        stage_.backend().template alloc<S>(int64_t{stage_.micro_batch()} * c.seq_len * c.d_model));
     return static_cast<int>(message_buffers_.size()) - 1;
   }
   const int index = free_buffers_.back();
@@ -311,10 +312,30 @@ void Engine<Backend>::backward(int mb, int chunk, BackwardPart part) {
 }
 
 template <class Backend>
+void Engine<Backend>::forward_only(int piece, int B) {
+  const StageLayout& layout = stage_.layout();
+  for (int chunk = 0; chunk < layout.chunks; ++chunk) {
+    const int global = layout.global_chunk(chunk);
+    const S* input = nullptr;
+    int buffer = -1;
+    if (!layout.first_chunk(chunk)) {
+      buffer = acquire_buffer();
+      std::span<float> into(message_buffers_[static_cast<size_t>(buffer)].data(),
+                            static_cast<size_t>(int64_t{B} * seq_len_ * stage_.config().d_model));
+      toward(peer_stage(global - 1)).irecv(into, peer_stage(global - 1), tag(Kind::kEval, piece, global))->wait();
+      input = into.data();
+    }
+    stage_.forward(0, chunk, B, input, tokens_.data(), targets_.data(), {}, /*training=*/false);
+    if (buffer >= 0) free_buffers_.push_back(buffer);
+    if (!layout.last_chunk(chunk)) {
+      send(stage_.output(0, chunk, B), peer_stage(global + 1), tag(Kind::kEval, piece, global + 1));
+    }
+  }
+}
+
+template <class Backend>
 double Engine<Backend>::evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total,
                             int micro_batch) {
-  const StageLayout& layout = stage_.layout();
-  plan_.micro_batch = micro_batch;
   tokens_.resize(std::max(tokens_.size(), static_cast<size_t>(int64_t{micro_batch} * seq_len_)));
   targets_.resize(tokens_.size());
   int piece = 0;
@@ -324,27 +345,27 @@ double Engine<Backend>::evaluate_sum(const TokenDataset& data, int64_t begin, in
     if (layout.first_chunk(0) || layout.last_chunk(layout.chunks - 1)) {
       data.eval_batch(first, B, total, tokens_.data(), targets_.data());
     }
-    for (int chunk = 0; chunk < layout.chunks; ++chunk) {
-      const int global = layout.global_chunk(chunk);
-      const S* input = nullptr;
-      int buffer = -1;
-      if (!layout.first_chunk(chunk)) {
-        buffer = acquire_buffer();
-        std::span<float> into(message_buffers_[static_cast<size_t>(buffer)].data(),
-                              static_cast<size_t>(int64_t{B} * seq_len_ * stage_.config().d_model));
-        toward(peer_stage(global - 1)).irecv(into, peer_stage(global - 1), tag(Kind::kEval, piece, global))->wait();
-        input = into.data();
-      }
-      stage_.forward(0, chunk, B, input, tokens_.data(), targets_.data(), {}, /*training=*/false);
-      if (buffer >= 0) free_buffers_.push_back(buffer);
-      if (!layout.last_chunk(chunk)) {
-        send(stage_.output(0, chunk, B), peer_stage(global + 1), tag(Kind::kEval, piece, global + 1));
-      }
-    }
+    forward_only(piece, B);
   }
   wait_sends();
   // The sum of the windows' mean losses: their per-token losses over the sequence length.
   return stage_.take_loss_sum() / seq_len_;
+}
+
+template <class Backend>
+std::vector<typename Engine<Backend>::S> Engine<Backend>::window_logits(std::span<const int32_t> window,
+                                                                       int position) {
+  KL_CHECK(static_cast<int>(window.size()) == seq_len_ && position >= 0 && position < seq_len_,
+           "a sampling window is seq_len tokens, the position inside it");
+  tokens_.resize(std::max(tokens_.size(), window.size()));
+  targets_.resize(tokens_.size());
+  std::copy(window.begin(), window.end(), tokens_.begin());
+  std::fill_n(targets_.begin(), window.size(), 0);  // any valid token: the loss is discarded
+  forward_only(0, 1);
+  wait_sends();
+  stage_.take_loss_sum();
+  if (!stage_.layout().has_head()) return {};
+  return stage_.logits(0, int64_t{position}, 1);
 }
 
 #define KL_INSTANTIATE_ENGINE(Backend) template class Engine<Backend>;

@@ -8,7 +8,7 @@
 namespace kl::pipeline {
 
 ChunkCosts chunk_costs(const ModelConfig& m) {
-  const double d = m.d_model, ff = m.ff_width(), T = m.seq_len, V = m.vocab;
+  const double d = m.d_model, ff = m.ff_width(), T = m.seq_len, V = m.padded_vocab();
   // Per token: 6 x (qkv 3d^2 + proj d^2 + MLP 2 d ff) for the products, 12 d T for attention.
   const double block = 6.0 * (4.0 * d * d + 2.0 * d * ff) + 12.0 * d * T;
   return {block, 6.0 * d /* embedding add, negligible but counted */, 6.0 * d * V};

@@ -84,6 +84,10 @@ class StageWorker final : public Worker {
     return engine_.evaluate_sum(data, begin, count, total, c_.train.micro_batch);
   }
 
+  std::vector<float> window_logits(std::span<const int32_t> window, int position) override {
+    return engine_.window_logits(window, position);
+  }
+
   // The first stage's copy counts in the norm; the last stage's is the duplicate.
   std::pair<int64_t, int64_t> duplicate_range() const override {
     return stage_.layout().has_head() ? tied_ : std::pair<int64_t, int64_t>{0, 0};

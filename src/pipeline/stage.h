@@ -66,6 +66,7 @@ class Stage {
   // read, where the backend keeps one.
   void params_changed();
   int buffers() const { return buffers_; }
+  int micro_batch() const { return micro_batch_; }  // the most sequences one pass takes
   int64_t buffer_bytes() const { return slot_sizes_.act * int64_t(sizeof(A)) + slot_sizes_.acc * int64_t(sizeof(S)); }
   // First element of local chunk `chunk`'s gradients: its first block, or 0 for the chunk that
   // carries the embeddings.
@@ -99,8 +100,10 @@ class Stage {
   std::span<const S> input_grad(int B) const;
 
   // The logits [B,T,V] of the last forward pass through `slot` (last chunk), recomputed from the
-  // final norm into host memory: for tests.
+  // final norm into host memory, the true vocabulary only (no padded columns): for tests.
   std::vector<S> logits(int slot, int B);
+  // The same for `count` tokens from token `first` (of B x T) on: [count, V] (sampling).
+  std::vector<S> logits(int slot, int64_t first, int64_t count);
 
  private:
   struct Slot {

@@ -54,7 +54,7 @@ Stage<Backend>::Stage(Backend& backend, const ModelConfig& model, StageLayout la
 
   // One slot's memory, carved the same way for every slot.
   const BlockShape s = shape(micro_batch_);
-  const int64_t N = s.tokens(), NC = N * s.C, V = config_.vocab;
+  const int64_t N = s.tokens(), NC = N * s.C, V = config_.padded_vocab();
   const bool head = layout_.has_head(), embed_grad = split_ && layout_.has_embeddings();
   Sizes per_slot{0, NC * (max_layers + 1)};
   if (!recompute_) per_slot = per_slot + BlockActivations<Backend>::size(s) * max_layers;
@@ -182,8 +182,9 @@ void Stage<Backend>::forward(int index, int chunk, int B, const S* input, const 
   if (!last) return;
   be_.layernorm_forward(sl.final_norm, sl.final_mean, sl.final_rstd, static_cast<const S*>(x + count * NC),
                         p + final_norm_weight_, p + final_norm_bias_, N, s.C);
-  be_.linear_forward(sl.logits, sl.final_norm, p + head_, nullptr, N, s.C, config_.vocab);
-  be_.softmax_xent_forward(sl.losses, sl.logits, sl.lse, sl.targets, N, config_.vocab);
+  // The head has padded_vocab rows; the softmax and the loss see the first vocab columns.
+  be_.linear_forward(sl.logits, sl.final_norm, p + head_, nullptr, N, s.C, config_.padded_vocab());
+  be_.softmax_xent_forward(sl.losses, sl.logits, sl.lse, sl.targets, N, config_.vocab, config_.padded_vocab());
   be_.add_losses(sl.losses, N);
 }
 
@@ -218,8 +219,9 @@ void Stage<Backend>::backward(int index, int chunk, int B, BackwardPart part, co
 
   if (inputs && layout_.last_chunk(chunk)) {
     // The head's parameter gradients come with the input part: the logits become dL/dlogits.
-    be_.softmax_xent_backward(sl.logits, sl.lse, sl.targets, loss_scale, N, config_.vocab);
-    be_.linear_backward(scratch_.dnc, g + head_, nullptr, sl.logits, sl.final_norm, p + head_, N, s.C, config_.vocab);
+    be_.softmax_xent_backward(sl.logits, sl.lse, sl.targets, loss_scale, N, config_.vocab, config_.padded_vocab());
+    be_.linear_backward(scratch_.dnc, g + head_, nullptr, sl.logits, sl.final_norm, p + head_, N, s.C,
+                        config_.padded_vocab());
     be_.zero(dres, NC);
     be_.layernorm_backward(dres, g + final_norm_weight_, g + final_norm_bias_, static_cast<const A*>(scratch_.dnc),
                            static_cast<const S*>(x + count * NC), p + final_norm_weight_, sl.final_mean,
@@ -255,15 +257,24 @@ void Stage<Backend>::backward(int index, int chunk, int B, BackwardPart part, co
 
 template <class Backend>
 std::vector<typename Stage<Backend>::S> Stage<Backend>::logits(int index, int B) {
+  return logits(index, 0, int64_t{B} * config_.seq_len);
+}
+
+template <class Backend>
+std::vector<typename Stage<Backend>::S> Stage<Backend>::logits(int index, int64_t first, int64_t count) {
   KL_CHECK(layout_.has_head(), "logits live on the stage that holds the head");
   const Slot& sl = slot(index);
-  const int64_t N = int64_t{B} * config_.seq_len, V = config_.vocab;
-  typename Backend::template Buffer<A> out = be_.template alloc<A>(N * V);
-  be_.linear_forward(out.data(), sl.final_norm, weights() + head_, nullptr, static_cast<int>(N), config_.d_model,
-                     config_.vocab);
-  std::vector<A> act(static_cast<size_t>(N * V));
-  be_.download(act.data(), static_cast<const A*>(out.data()), N * V);
-  return std::vector<S>(act.begin(), act.end());
+  const int64_t V = config_.vocab, Vp = config_.padded_vocab();
+  typename Backend::template Buffer<A> out = be_.template alloc<A>(count * Vp);
+  be_.linear_forward(out.data(), sl.final_norm + first * config_.d_model, weights() + head_, nullptr,
+                     static_cast<int>(count), config_.d_model, static_cast<int>(Vp));
+  std::vector<A> act(static_cast<size_t>(count * Vp));
+  be_.download(act.data(), static_cast<const A*>(out.data()), count * Vp);
+  std::vector<S> logits(static_cast<size_t>(count * V));
+  for (int64_t n = 0; n < count; ++n) {  // the padded columns left out
+    std::copy_n(act.begin() + n * Vp, V, logits.begin() + n * V);
+  }
+  return logits;
 }
 
 #define KL_INSTANTIATE_STAGE(Backend) template class Stage<Backend>;

@@ -50,6 +50,11 @@ class Worker {
   // dropout; ranks that compute no loss (pipeline stages before the last) return 0.
   virtual double evaluate_sum(const TokenDataset& data, int64_t begin, int64_t count, int64_t total) = 0;
 
+  // Sampling, collective over the pipeline: a forward pass without dropout of one window of seq_len
+  // tokens (read on the first stage). Returns, on the last stage, the logits of the true vocabulary
+  // that follow the token at `position`; empty on the others.
+  virtual std::vector<float> window_logits(std::span<const int32_t> window, int position) = 0;
+
   // Evaluation passes treat block `layer` as removed, its input passed on (-1: none).
   virtual void skip_block(int layer) = 0;
 

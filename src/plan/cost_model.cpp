@@ -42,7 +42,7 @@ double flops_per_token(const ModelConfig& m) {
 }
 
 ComputeCosts flop_costs(const ModelConfig& m, int micro_batch, const Hardware& hw) {
-  const double d = m.d_model, ff = m.ff_width(), T = m.seq_len, V = m.vocab;
+  const double d = m.d_model, ff = m.ff_width(), T = m.seq_len, V = m.padded_vocab();
   const double tokens = double(micro_batch) * T, rate = hw.peak_flops * hw.compute_efficiency;
   // Per token, forward: 2 x the products' multiply-adds (qkv 3d^2, projection d^2, MLP 2 d ff) and
   // the attention's scores and mixing (2 x 2 d T); backward: the input gradient as much again, and
@@ -117,7 +117,7 @@ ActivationBytes activation_bytes(const ModelConfig& m, int micro_batch, Precisio
   const BlockShape s = block_shape(m, micro_batch);
   const double act = precision == Precision::kBf16 ? 2.0 : 4.0, acc = 4.0;
   auto bytes = [&](const Sizes& z) { return double(z.act) * act + double(z.acc) * acc; };
-  const double N = double(s.tokens()), NC = N * s.C, V = m.vocab;
+  const double N = double(s.tokens()), NC = N * s.C, V = m.padded_vocab();
   ActivationBytes a;
   a.per_block = NC * acc;  // the residual stream at the block's output
   if (!recompute) a.per_block += bytes(BlockActivations<Cpu>::size(s));

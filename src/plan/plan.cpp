@@ -158,7 +158,7 @@ Prediction predict(const Model& model, const Layout& l, const std::vector<pipeli
     }
     if (p > 1 && m.tie_embeddings && (first || last)) {
       const Link tied = slowest_link(hw, grid.dp_group(0), grid.dp_group(p - 1));
-      sc.tied_sum = all_reduce_time(double(m.vocab) * m.d_model * 4.0, 2, tied.bandwidth, tied.latency);
+      sc.tied_sum = all_reduce_time(double(m.padded_vocab()) * m.d_model * 4.0, 2, tied.bandwidth, tied.latency);
     }
     const double owned = zero ? double(stage_params) / l.dp : double(stage_params);
     sc.optimizer = k.optimizer_per_param * owned;

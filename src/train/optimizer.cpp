@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "src/util/error.h"
 
@@ -9,12 +10,37 @@ namespace kl {
 
 double learning_rate(const TrainConfig& t, int64_t step) {
   if (step < t.warmup) return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup);
-  const int64_t decay_steps = t.steps - t.warmup;
-  if (decay_steps <= 1) return t.lr;
-  const double progress =
-      static_cast<double>(step - t.warmup) / static_cast<double>(decay_steps - 1);  // 0 .. 1
-  const double cosine = 0.5 * (1.0 + std::cos(3.14159265358979323846 * std::min(progress, 1.0)));
-  return t.min_lr + (t.lr - t.min_lr) * cosine;
+  if (t.schedule == LrSchedule::kConstant) return t.lr;
+  if (t.schedule == LrSchedule::kInverseSqrt) {
+    const double warmup = static_cast<double>(std::max<int64_t>(t.warmup, 1));
+    return std::max(t.min_lr, t.lr * std::sqrt(warmup / static_cast<double>(step + 1)));
+  }
+  const int64_t horizon = t.decay_steps > 0 ? t.decay_steps : t.steps - t.warmup;
+  const int64_t s = step - t.warmup;
+  if (t.schedule == LrSchedule::kWsd) {
+    const auto decaying = static_cast<int64_t>(std::llround(t.wsd_decay_fraction * static_cast<double>(horizon)));
+    const int64_t decay_from = horizon - decaying;
+    if (decaying <= 0 || s < decay_from) return t.lr;
+    const double progress = std::min(static_cast<double>(s - decay_from + 1) / static_cast<double>(decaying), 1.0);
+    return t.lr - (t.lr - t.min_lr) * progress;
+  }
+  if (horizon <= 1) return t.lr;
+  const double progress = std::min(static_cast<double>(s) / static_cast<double>(horizon - 1), 1.0);  // 0 .. 1
+  const double fall = t.schedule == LrSchedule::kLinear ? 1.0 - progress
+                                                        : 0.5 * (1.0 + std::cos(3.14159265358979323846 * progress));
+  return t.min_lr + (t.lr - t.min_lr) * fall;
+}
+
+std::string schedule_change(const TrainConfig& before, const TrainConfig& after, int64_t steps_done) {
+  for (int64_t step = 0; step < steps_done; ++step) {
+    const double was = learning_rate(before, step), now = learning_rate(after, step);
+    if (was == now) continue;
+    char line[200];
+    std::snprintf(line, sizeof line, "step %lld had learning rate %.6g, which this config gives as %.6g",
+                  static_cast<long long>(step + 1), was, now);
+    return line;
+  }
+  return "";
 }
 
 template <class T>

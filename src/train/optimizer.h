@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "models/params.h"
@@ -11,9 +12,21 @@
 
 namespace kl {
 
-// Linear warmup from lr/warmup to lr over `warmup` steps, then cosine decay to min_lr at the last
-// step. `step` counts from 0.
+// The learning rate of step `step` (0-based): lr x (step + 1) / warmup during the warmup, then
+// train.schedule over the horizon D = decay_steps (0: steps - warmup), s = step - warmup:
+//   cosine        min_lr + (lr - min_lr) (1 + cos(pi p)) / 2,  p = min(s / (D - 1), 1)
+//   linear        min_lr + (lr - min_lr) (1 - p)
+//   constant      lr
+//   wsd           lr, then over the last n = round(wsd_decay_fraction D) steps of the horizon linearly
+//                 down: lr - (lr - min_lr) min((s - (D - n) + 1) / n, 1) once s >= D - n
+//   inverse_sqrt  max(min_lr, lr sqrt(max(warmup, 1) / (step + 1)))   (no horizon)
+// Past the horizon, the decaying schedules stay at min_lr. A pure function of (train, step): a
+// resumed run recomputes it; with decay_steps set it does not depend on train.steps.
 double learning_rate(const TrainConfig& train, int64_t step);
+
+// Empty when `before` and `after` give the same learning rate to every step in [0, steps_done);
+// else a sentence naming the first step that differs and both rates (for a resume's log).
+std::string schedule_change(const TrainConfig& before, const TrainConfig& after, int64_t steps_done);
 
 // Scales `grads` (in `ops`' memory) so that their global L2 norm is at most `clip` (0: never), as
 // PyTorch's clip_grad_norm_ does. Returns the norm before clipping.

@@ -353,10 +353,12 @@ int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, C
     if (world.rank() == 0) checkpoint::verify(path);
   });
   checkpoint::Header header;
-  std::string changed, data_changes;
+  std::string changed, data_changes, schedule_changes;
   agree(world, [&] {
     header = checkpoint::read_header(path);
     changed = checkpoint::compare_configs(header.config, c, "checkpoint " + path);
+    schedule_changes = schedule_change(load_config_text(header.config, "checkpoint " + path).train, c.train,
+                                       header.step);
     if (!data.empty() && !header.data.empty()) data_changes = describe_data_change(header.data, data);
     if (!data_changes.empty() && !c.checkpoint.allow_data_change) {
       throw UserError("checkpoint " + path + " was trained on other data than this run's:" + data_changes +
@@ -371,6 +373,12 @@ int64_t resume(RankTrainer& trainer, const Config& c, const std::string& path, C
   progress << "resumed from " << path << " at step " << header.step << " (saved from " << header.layout
            << "; this rank read its part in " << took << ")\n";
   if (!changed.empty()) progress << "settings changed since the checkpoint:" << changed << "\n";
+  if (!schedule_changes.empty()) {
+    // Allowed (a deliberate change of the rate is), but the run is then no longer the one this
+    // config describes from scratch; a horizon in train.decay_steps avoids it when train.steps grows.
+    progress << "learning-rate schedule changed for the steps already done: " << schedule_changes
+             << " (set train.decay_steps to keep the horizon when train.steps grows)\n";
+  }
   if (!data_changes.empty()) {
     progress << "data changed since the checkpoint (checkpoint.allow_data_change = true):" << data_changes << "\n";
   }
@@ -390,6 +398,20 @@ int64_t roll_back(RankTrainer& trainer, const Config& c, const std::string& chec
            << " skipped from now on\n";
   event.to_step = resume(trainer, c, checkpoint, world, progress, data);
   return event.to_step;
+}
+
+// run.sample_every: the start of the first validation window and what the model makes of it, as
+// "PROMPT | CONTINUATION". Collective over each pipeline; touches nothing training uses.
+// The prompt is stage 0's (the only stage besides the last that holds the validation data); the
+// text is decoded where `tokenizer` is given (world rank 0), "" elsewhere.
+std::string training_sample(RankTrainer& trainer, const Config& c, const TrainComms& comms, const TokenDataset& val,
+                            const Tokenizer* tokenizer) {
+  std::vector<int32_t> window(static_cast<size_t>(c.model.seq_len)), targets(window.size());
+  if (comms.pp.rank() == 0) val.eval_batch(0, 1, 1, window.data(), targets.data());
+  window.resize(static_cast<size_t>(training_sample_prompt_tokens(c)));
+  const std::vector<int32_t> continuation =
+      generate(trainer.worker(), comms.pp, c.model, window, training_sample_options(c));
+  return tokenizer ? tokenizer->decode(window) + " | " + tokenizer->decode(continuation) : "";
 }
 
 // Collective: writes, makes durable and publishes the checkpoint of `step`. Returns its file.
@@ -456,7 +478,12 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   agree(world, [&] {
     check_backend(c);
     open_data(c, comms, train_set, val_set);
-    if (leader) tokenizer = find_data_tokenizer(c.data.train, c.model.vocab);
+    // World rank 0 describes the data, records its tokenizer and prints run.sample_every's text,
+    // which needs a tokenizer file where find_data_tokenizer accepts none.
+    if (leader) {
+      tokenizer = c.run.sample_every > 0 ? open_data_tokenizer(c.data.train, c.model.vocab)
+                                         : find_data_tokenizer(c.data.train, c.model.vocab);
+    }
     if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
     if (store && leader) store->prepare();
   });
@@ -540,6 +567,10 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       const double eta = seconds_since(run_start) / double(m.step - start) * double(stop - m.step);
       progress << progress_line(m, c.train.steps, eta) << "\n" << std::flush;
     }
+    if (c.run.sample_every > 0 && m.step % c.run.sample_every == 0) {
+      const std::string sample = training_sample(trainer, c, comms, val_data, tokenizer.get());
+      if (leader) progress << "sample at step " << m.step << ": " << printable(sample) << "\n" << std::flush;
+    }
     const bool preempted = trainer.preempted();  // the same on every rank: all stop after this step
     const bool periodic = c.checkpoint.every > 0 && m.step % c.checkpoint.every == 0;
     if (store && (periodic || m.step == stop || preempted)) {
@@ -566,6 +597,25 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   std::sort(steady.begin(), steady.end());
   if (!steady.empty()) summary.tokens_per_s = double(c.train.global_batch) * c.model.seq_len / steady[steady.size() / 2];
   return summary;
+}
+
+std::string sample_checkpoint(const Config& c, const TrainComms& comms, const std::string& path,
+                              const std::string& prompt, const SampleOptions& options, std::ostream& progress) {
+  set_threads(c.run.threads);
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::vector<int32_t> prompt_tokens;
+  std::string file;
+  agree(comms.world, [&] {
+    check_sample_request(options, 1, c.model);  // the options first: they need no file
+    check_backend(c);
+    tokenizer = open_data_tokenizer(c.data.train, c.model.vocab);
+    prompt_tokens = tokenizer->encode(prompt);
+    check_sample_request(options, prompt_tokens.size(), c.model);
+    file = checkpoint::resolve(path);
+  });
+  RankTrainer trainer(c, comms);
+  resume(trainer, c, file, comms.world, progress);
+  return tokenizer->decode(generate(trainer.worker(), comms.pp, c.model, prompt_tokens, options));
 }
 
 double evaluate_checkpoint(const Config& c, const TrainComms& comms, const std::string& path, std::ostream& progress) {

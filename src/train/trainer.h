@@ -10,6 +10,7 @@
 #include "comm/comm.h"
 #include "comm/train_comms.h"
 #include "src/config/config.h"
+#include "src/train/sampler.h"
 
 namespace kl {
 
@@ -55,6 +56,13 @@ double evaluate_checkpoint(const Config& config, const TrainComms& comms, const 
 // `every_block`, only element 0.
 std::vector<double> lesion_study(const Config& config, const TrainComms& comms, const std::string& path,
                                  std::ostream& progress, bool every_block);
+
+// `kilolayer sample`: options.tokens tokens after `prompt` from the checkpoint at `path` (any
+// layout's) on this config's layout, decoded with the training data's tokenizer; the text on every
+// rank. Bad options, a prompt longer than model.seq_len, a missing tokenizer or checkpoint: one
+// message (CollectiveError) before any work.
+std::string sample_checkpoint(const Config& config, const TrainComms& comms, const std::string& path,
+                              const std::string& prompt, const SampleOptions& options, std::ostream& progress);
 
 // Without pipeline parallelism: trains `config` from a fresh initialisation. `dp` is this rank's data-parallel group (a SoloComm
 // for one process): each rank takes a disjoint share of every global batch, gradients are summed

@@ -280,24 +280,25 @@ TYPED_TEST(CudaOps, EmbeddingMatchesCpu) {
   expect_close(this->download(d_dwpe), dwpe, 0.0, 0.0, "position embedding gradient");
 }
 
+// Rows of Vp = 320 columns, the vocabulary their first 300 (model.vocab_padded).
 TYPED_TEST(CudaOps, SoftmaxCrossEntropyMatchesCpu) {
   using T = TypeParam;
-  const int N = 33, V = 300;
-  const auto logits = representable<T>(random_values(int64_t{N} * V, 50, 3.0));
+  const int N = 33, V = 300, Vp = 320;
+  const auto logits = representable<T>(random_values(int64_t{N} * Vp, 50, 3.0));
   const auto targets = random_tokens(N, V, 51);
   const float dloss = 1.0f / N;
   std::vector<float> losses(N), probs(logits.size());
-  cpu::softmax_xent_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V);
-  cpu::softmax_xent_backward(probs.data(), probs.data(), targets.data(), dloss, N, V);
+  cpu::softmax_xent_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V, Vp);
+  cpu::softmax_xent_backward(probs.data(), probs.data(), targets.data(), dloss, N, V, Vp);
   auto d_logits = this->template upload<T>(logits);
   auto d_targets = this->upload_tokens(targets);
   DeviceBuffer<float> d_losses(N), d_lse(N);
   DeviceBuffer<double> d_sum(1);
   d_sum.zero(this->stream_);
-  softmax_xent_forward<T>(d_losses.data(), d_lse.data(), d_logits.data(), d_targets.data(), N, V, this->stream_);
+  softmax_xent_forward<T>(d_losses.data(), d_lse.data(), d_logits.data(), d_targets.data(), N, V, Vp, this->stream_);
   loss_sum_accumulate(d_sum.data(), d_losses.data(), N, this->stream_);
   softmax_xent_backward<T>(d_logits.data(), d_logits.data(), d_lse.data(), d_targets.data(), dloss, N, V,
-                           this->stream_);
+                           Vp, this->stream_);
   expect_close(this->download(d_losses), losses, 1e-5, 1e-5, "cross-entropy losses");
   expect_close<T>(this->download(d_logits), probs, "dlogits", 0.1);
   double sum = 0.0, want = 0.0;

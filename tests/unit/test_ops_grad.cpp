@@ -130,25 +130,32 @@ TEST(OpsGrad, Gelu) {
   EXPECT_NEAR(y, 0.8413447460685429, 1e-15);
 }
 
+// Also with padded rows (model.vocab_padded): Vp = 10 columns, the vocabulary their first 7. The
+// padded columns are outside the loss, so their finite-difference gradient is 0, as the backward's.
 TEST(OpsGrad, SoftmaxCrossEntropy) {
-  const int N = 4, V = 7;
-  auto logits = random_vector(N * V, 41, 2.0);
-  const std::vector<int32_t> targets = {0, 6, 3, 3};
-  std::vector<double> losses(N), probs(N * V), dlogits(N * V);
-  const double dloss = 0.7;
-  auto loss = [&] {
-    cpu::softmax_xent_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V);
-    double s = 0;
-    for (double l : losses) s += l;
-    return s * dloss;
-  };
-  loss();
-  cpu::softmax_xent_backward(dlogits.data(), probs.data(), targets.data(), dloss, N, V);
-  expect_gradient("softmax_xent dlogits", logits.data(), dlogits.data(), N * V, loss);
-  // The loss is -log softmax[target], computed here the long way.
-  double z = 0;
-  for (int v = 0; v < V; ++v) z += std::exp(logits[v]);
-  EXPECT_NEAR(losses[0], std::log(z) - logits[0], 1e-12);
+  for (const int Vp : {7, 10}) {
+    const int N = 4, V = 7;
+    auto logits = random_vector(N * Vp, 41, 2.0);
+    const std::vector<int32_t> targets = {0, 6, 3, 3};
+    std::vector<double> losses(N), probs(N * Vp), dlogits(N * Vp, 1.0);
+    const double dloss = 0.7;
+    auto loss = [&] {
+      cpu::softmax_xent_forward(losses.data(), probs.data(), logits.data(), targets.data(), N, V, Vp);
+      double s = 0;
+      for (double l : losses) s += l;
+      return s * dloss;
+    };
+    loss();
+    cpu::softmax_xent_backward(dlogits.data(), probs.data(), targets.data(), dloss, N, V, Vp);
+    expect_gradient("softmax_xent dlogits", logits.data(), dlogits.data(), N * Vp, loss);
+    loss();  // the losses of the unperturbed logits again
+    for (int n = 0; n < N; ++n) {
+      double z = 0;  // the loss is -log softmax[target] over the true vocabulary, computed the long way
+      for (int v = 0; v < V; ++v) z += std::exp(logits[n * Vp + v]);
+      EXPECT_NEAR(losses[n], std::log(z) - logits[n * Vp + targets[n]], 1e-12);
+      for (int v = V; v < Vp; ++v) EXPECT_EQ(dlogits[n * Vp + v], 0.0);
+    }
+  }
 }
 
 TEST(OpsGrad, Embedding) {

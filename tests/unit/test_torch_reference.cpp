@@ -1,7 +1,9 @@
 // kilolayer against an independent PyTorch implementation (tools/torch_reference.py, float64):
 // logits, loss and every parameter gradient of one batch, then the losses and final weights of
 // ten AdamW steps with clipping and the learning-rate schedule. Run in double (to near machine
-// precision) and in float (the training path, at fp32 tolerances).
+// precision) and in float (the training path, at fp32 tolerances). Each also with a padded vocabulary
+// (model.vocab_padded = vocab + 16): the reference's tensors are the true rows, the padding must stay
+// zero with a zero gradient, and everything else must match as unpadded.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -72,7 +75,9 @@ const Fixture& fixture() {
   return loaded;
 }
 
-ModelConfig fixture_model() {
+constexpr int kPadding[] = {0, 16};  // rows of padding past the fixture's vocabulary
+
+ModelConfig fixture_model(int padding = 0) {
   const Fixture& f = fixture();
   ModelConfig m;
   m.layers = static_cast<int>(f.scalar("meta.layers"));
@@ -81,6 +86,7 @@ ModelConfig fixture_model() {
   m.d_ff = static_cast<int>(f.scalar("meta.d_ff"));
   m.seq_len = static_cast<int>(f.scalar("meta.seq_len"));
   m.vocab = static_cast<int>(f.scalar("meta.vocab"));
+  m.vocab_padded = padding ? m.vocab + padding : 0;
   m.dropout = 0.0;  // PyTorch's dropout RNG cannot be matched; dropout has its own tests
   m.tie_embeddings = true;
   return m;
@@ -101,13 +107,30 @@ TrainConfig fixture_training() {
   return t;
 }
 
+// The elements of `spec` that the reference has: all, or the true vocabulary's rows of a padded one.
+int64_t reference_numel(const ParamSpec& spec) {
+  return spec.vocab_rows >= 0 ? spec.vocab_rows * spec.shape[1] : spec.numel();
+}
+
+// The reference's weights; a padded tensor's padding rows zero, as init_parameters leaves them.
 template <class T>
 void load_weights(test::WholeModel<T>& model, const std::string& prefix) {
   for (const ParamSpec& spec : model.table().specs()) {
     const auto& values = fixture().at(prefix + spec.name);
-    ASSERT_EQ(static_cast<int64_t>(values.size()), spec.numel()) << spec.name;
+    ASSERT_EQ(static_cast<int64_t>(values.size()), reference_numel(spec)) << spec.name;
     for (int64_t i = 0; i < spec.numel(); ++i) {
-      model.params()[static_cast<size_t>(spec.offset + i)] = T(values[static_cast<size_t>(i)]);
+      const size_t at = static_cast<size_t>(i);
+      model.params()[static_cast<size_t>(spec.offset + i)] = at < values.size() ? T(values[at]) : T(0);
+    }
+  }
+}
+
+// The padding rows of `buffer` (parameters or gradients in the table's layout) are exactly 0.
+template <class T>
+void expect_zero_padding(const std::string& what, const ParamTable& table, std::span<const T> buffer) {
+  for (const ParamSpec& spec : table.specs()) {
+    for (int64_t i = reference_numel(spec); i < spec.numel(); ++i) {
+      ASSERT_EQ(buffer[static_cast<size_t>(spec.offset + i)], T(0)) << what << " " << spec.name << "[" << i << "]";
     }
   }
 }
@@ -148,9 +171,9 @@ class TorchReference : public ::testing::Test {};
 using Precisions = ::testing::Types<double, float>;
 TYPED_TEST_SUITE(TorchReference, Precisions);
 
-TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
-  using T = TypeParam;
-  const ModelConfig config = fixture_model();
+template <class T>
+void check_forward_loss_and_every_gradient(int padding) {
+  const ModelConfig config = fixture_model(padding);
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   test::WholeModel<T> model(config, B, false);
   load_weights(model, "param/");
@@ -168,18 +191,27 @@ TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
   stream_grad_norm.push_back(std::sqrt(stats.final_grad_sq));
   expect_close("diagnostics' |dL/dx_l|", stream_grad_norm.data(), fixture().at("stream_grad_norm"), Tolerance<T>::abs,
                Tolerance<T>::rel);
-  const auto logits = model.logits();
+  const auto logits = model.logits();  // the true vocabulary's columns
+  ASSERT_EQ(logits.size(), fixture().at("logits").size());
   expect_close("logits", logits.data(), fixture().at("logits"), Tolerance<T>::abs, Tolerance<T>::rel);
   EXPECT_NEAR(loss, fixture().scalar("loss"), Tolerance<T>::loss);
   for (const ParamSpec& spec : model.table().specs()) {
     expect_close("grad of " + spec.name, model.grads().data() + spec.offset,
                  fixture().at("grad/" + spec.name), Tolerance<T>::abs, Tolerance<T>::rel);
   }
+  expect_zero_padding<T>("gradient", model.table(), model.grads());
 }
 
-TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
-  using T = TypeParam;
-  const ModelConfig config = fixture_model();
+TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
+  for (const int padding : kPadding) {
+    SCOPED_TRACE("vocabulary padded by " + std::to_string(padding) + " rows");
+    check_forward_loss_and_every_gradient<TypeParam>(padding);
+  }
+}
+
+template <class T>
+void check_ten_adamw_steps(int padding) {
+  const ModelConfig config = fixture_model(padding);
   const TrainConfig train = fixture_training();
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   test::WholeModel<T> model(config, B, false);
@@ -201,6 +233,14 @@ TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
   for (const ParamSpec& spec : model.table().specs()) {
     expect_close("final " + spec.name, model.params().data() + spec.offset,
                  fixture().at("final/" + spec.name), 10 * Tolerance<T>::abs, 10 * Tolerance<T>::rel);
+  }
+  expect_zero_padding<T>("parameters after ten steps (weight decay included)", model.table(), model.params());
+}
+
+TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
+  for (const int padding : kPadding) {
+    SCOPED_TRACE("vocabulary padded by " + std::to_string(padding) + " rows");
+    check_ten_adamw_steps<TypeParam>(padding);
   }
 }
 

@@ -87,13 +87,14 @@ template <class T>
 void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_,
                         int C);
 
-// Fused softmax + cross-entropy over logits [N,V]: losses[n] = -log softmax(logits[n])[target[n]];
-// probs [N,V] is kept for the backward pass (it may alias logits).
+// Fused softmax + cross-entropy over logits [N,Vp] whose first V columns are the vocabulary (Vp > V:
+// a padded head, model.vocab_padded): losses[n] = -log softmax(logits[n][0, V))[target[n]];
+// probs [N,Vp] is kept for the backward pass (it may alias logits), 0 in the padded columns.
 template <class T>
-void softmax_xent_forward(T* losses, T* probs, const T* logits, const int32_t* targets, int N, int V);
-// dlogits = (probs - onehot(target)) * dloss  (may alias probs)
+void softmax_xent_forward(T* losses, T* probs, const T* logits, const int32_t* targets, int N, int V, int Vp);
+// dlogits = (probs - onehot(target)) * dloss in the first V columns, 0 in the rest (may alias probs)
 template <class T>
-void softmax_xent_backward(T* dlogits, const T* probs, const int32_t* targets, T dloss, int N, int V);
+void softmax_xent_backward(T* dlogits, const T* probs, const int32_t* targets, T dloss, int N, int V, int Vp);
 
 // --- residual.cpp: the joins of a branch with the residual stream (models/residual.h) ---
 // out = alpha * a + b   (out may alias a)

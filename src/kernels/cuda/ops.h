@@ -122,15 +122,15 @@ void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::D
 template <class T>
 void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, cudaStream_t stream);
 
-// --- softmax_xent.cu: fused softmax + cross-entropy over logits [N,V] ---
-// losses[n] = -log softmax(logits[n])[target[n]]; lse[n] = log sum exp(logits[n]) for the backward.
+// --- softmax_xent.cu: fused softmax + cross-entropy over logits [N,Vp], the vocabulary their first V columns ---
+// losses[n] = -log softmax(logits[n][0, V))[target[n]]; lse[n] = its log sum exp, for the backward.
 template <class T>
-void softmax_xent_forward(float* losses, float* lse, const T* logits, const int32_t* targets, int N, int V,
+void softmax_xent_forward(float* losses, float* lse, const T* logits, const int32_t* targets, int N, int V, int Vp,
                           cudaStream_t stream);
-// dlogits = (softmax(logits) - onehot(target)) * dloss   (may alias logits)
+// dlogits = (softmax(logits) - onehot(target)) * dloss in the first V columns, 0 in the rest (may alias logits)
 template <class T>
 void softmax_xent_backward(T* dlogits, const T* logits, const float* lse, const int32_t* targets, float dloss,
-                           int N, int V, cudaStream_t stream);
+                           int N, int V, int Vp, cudaStream_t stream);
 // *sum += sum of losses[0, N), in a fixed order (one block).
 void loss_sum_accumulate(double* sum, const float* losses, int N, cudaStream_t stream);
 
