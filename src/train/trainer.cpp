@@ -461,7 +461,10 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
   agree(world, [&] {
     check_backend(c);
     open_data(c, comms, train_set, val_set);
-    if (leader) tokenizer = find_data_tokenizer(c.data.train, c.model.vocab);
+    if (leader) {
+      tokenizer = find_data_tokenizer(c.data.train, c.model.vocab);
+      find_data_tokenizer(c.data.val, c.model.vocab);  // the validation shards' must fit model.vocab too
+    }
     if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
     if (store && leader) store->prepare();
   });
