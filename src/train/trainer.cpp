@@ -483,6 +483,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     if (leader) {
       tokenizer = c.run.sample_every > 0 ? open_data_tokenizer(c.data.train, c.model.vocab)
                                          : find_data_tokenizer(c.data.train, c.model.vocab);
+      find_data_tokenizer(c.data.val, c.model.vocab);  // the validation shards' must fit model.vocab too
     }
     if (!c.checkpoint_dir().empty()) store.emplace(c.checkpoint_dir(), c.checkpoint.allow_world_writable);
     if (store && leader) store->prepare();

@@ -91,6 +91,8 @@ expect_error "missing tokenizer model" "tokenizer model .*bpe_nomodel/tokenizer.
   -- "$bin" train --config "$work/nomodel.ini"
 expect_error "vocabulary mismatch" "model.vocab = 500 but the shards of .*bpe/train.bin were made by sentencepiece 400 .*a vocabulary of 400" \
   -- "$bin" train --config "$work/bpe.ini" --model.vocab=500
+expect_error "validation shards of another tokenizer" "model.vocab = 400 but the shards of .*data/val.bin were made by bytes" \
+  -- "$bin" train --config "$work/bpe.ini" --data.val="$work/data/val.bin"
 to_v7 "$work/data/val.bin" "$work/v7/bad_version.bin" 1
 expect_error "corrupt v7 header" "bad_version.bin: unsupported version 1 for magic 20240801 (LLaMA-3 shards are version 7)" \
   -- "$bin" train --config "$work/v7.ini" --data.val="$work/v7/bad_version.bin"

@@ -29,7 +29,7 @@ build() {  # NAME SOURCES... -- LIBS...
 }
 build fuzz_config "$root/tests/fuzz/fuzz_config.cpp" "$root/src/config/config.cpp" "$root/src/util/error.cpp" \
   -lboost_program_options
-build fuzz_shard "$root/tests/fuzz/fuzz_shard.cpp" "$root/src/data/shard.cpp" "$root/src/util/error.cpp"
+build fuzz_shard "$root/tests/fuzz/fuzz_shard.cpp" "$root"/src/data/{shard,dataset}.cpp "$root/src/util/error.cpp"
 hdf5_compile=$(pkg-config --cflags hdf5-openmpi) hdf5_link=$(pkg-config --libs hdf5-openmpi)
 # shellcheck disable=SC2086
 build fuzz_checkpoint "$root/tests/fuzz/fuzz_checkpoint.cpp" "$root"/src/checkpoint/{checkpoint,h5,index}.cpp \
