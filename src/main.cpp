@@ -42,6 +42,7 @@
 #include "src/data/tokenizer.h"
 #include "src/plan/plan_cli.h"
 #include "src/train/preemption.h"
+#include "src/train/sampler.h"
 #include "src/train/trainer.h"
 #include "src/util/error.h"
 
@@ -208,7 +209,7 @@ int run_train(std::vector<std::string> args) {
     };
     std::printf("final validation loss %s | unigram entropy of the validation text %s\n",
                 measure(summary.final_val_loss).c_str(), measure(summary.unigram_entropy).c_str());
-    // (issue 15: a generated sample from the final model goes here, under the loss line.)
+    if (!summary.final_sample.empty()) std::printf("sample: %s\n", kl::printable(summary.final_sample).c_str());
   }
   return 0;
 }

@@ -588,6 +588,13 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     progress << "nothing to train: the checkpoint is at step " << start << " of " << c.train.steps << "\n";
     summary.final_val_loss = trainer.validation_loss(val_data);
   }
+  // The main job's last line: what the final model writes after the first validation window's
+  // start, where world rank 0 found a tokenizer to decode it with (every rank takes part).
+  if (!summary.preempted && stop == c.train.steps) {
+    uint8_t decodable = tokenizer ? 1 : 0;
+    world.broadcast_bytes(std::as_writable_bytes(std::span(&decodable, 1)), 0);
+    if (decodable) summary.final_sample = training_sample(trainer, c, comms, val_data, tokenizer.get());
+  }
   if (c.run.save_final_params) {
     // In the whole model's layout, whatever the pipeline split: gathered from every stage.
     const std::vector<float> all = trainer.worker().global_params();

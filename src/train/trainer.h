@@ -24,6 +24,10 @@ struct TrainSummary {
   double tokens_per_s = 0;     // median over the run's steps (the first excluded when possible)
   int64_t first_step = 0;      // resumed from a checkpoint of this step (0: a fresh start)
   bool preempted = false;      // stopped by SIGTERM/SIGUSR1 after saving a checkpoint
+  // After the last step, with a tokenizer for the data: "PROMPT | CONTINUATION", the start of the
+  // first validation window and what the final model makes of it (run.sample_every's settings;
+  // world rank 0 only).
+  std::string final_sample;
 };
 
 // Faults a test asks for (src/main.cpp reads them from KL_INJECT_NAN=RANK:STEP and
