@@ -1,7 +1,9 @@
 // kilolayer against an independent PyTorch implementation (tools/torch_reference.py, float64):
 // logits, loss and every parameter gradient of one batch, then the losses and final weights of
 // ten AdamW steps with clipping and the learning-rate schedule. Run in double (to near machine
-// precision) and in float (the training path, at fp32 tolerances).
+// precision) and in float (the training path, at fp32 tolerances). Both again for Depth-muP
+// (model.depth_scaling = depth_mup, L0 from the fixture): PyTorch multiplies each branch and sets
+// the blocks' parameter groups' learning rate and epsilon itself.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -148,9 +150,19 @@ class TorchReference : public ::testing::Test {};
 using Precisions = ::testing::Types<double, float>;
 TYPED_TEST_SUITE(TorchReference, Precisions);
 
-TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
-  using T = TypeParam;
-  const ModelConfig config = fixture_model();
+// The fixture's model as kilolayer's config: standard (prefix "") or Depth-muP ("dmup/").
+ModelConfig fixture_model(const std::string& prefix) {
+  ModelConfig m = fixture_model();
+  if (prefix == "dmup/") {
+    m.depth_scaling = DepthScaling::kDepthMuP;
+    m.base_layers = static_cast<int>(fixture().scalar("dmup.base_layers"));
+  }
+  return m;
+}
+
+template <class T>
+void forward_loss_and_every_gradient(const std::string& prefix) {
+  const ModelConfig config = fixture_model(prefix);
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   test::WholeModel<T> model(config, B, false);
   load_weights(model, "param/");
@@ -166,28 +178,33 @@ TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
   std::vector<double> stream_grad_norm;
   for (double sq : stats.grad_sq) stream_grad_norm.push_back(std::sqrt(sq));
   stream_grad_norm.push_back(std::sqrt(stats.final_grad_sq));
-  expect_close("diagnostics' |dL/dx_l|", stream_grad_norm.data(), fixture().at("stream_grad_norm"), Tolerance<T>::abs,
-               Tolerance<T>::rel);
+  expect_close(prefix + "diagnostics' |dL/dx_l|", stream_grad_norm.data(), fixture().at(prefix + "stream_grad_norm"),
+               Tolerance<T>::abs, Tolerance<T>::rel);
   const auto logits = model.logits();
-  expect_close("logits", logits.data(), fixture().at("logits"), Tolerance<T>::abs, Tolerance<T>::rel);
-  EXPECT_NEAR(loss, fixture().scalar("loss"), Tolerance<T>::loss);
+  expect_close(prefix + "logits", logits.data(), fixture().at(prefix + "logits"), Tolerance<T>::abs, Tolerance<T>::rel);
+  EXPECT_NEAR(loss, fixture().scalar(prefix + "loss"), Tolerance<T>::loss);
   for (const ParamSpec& spec : model.table().specs()) {
-    expect_close("grad of " + spec.name, model.grads().data() + spec.offset,
-                 fixture().at("grad/" + spec.name), Tolerance<T>::abs, Tolerance<T>::rel);
+    expect_close(prefix + "grad of " + spec.name, model.grads().data() + spec.offset,
+                 fixture().at(prefix + "grad/" + spec.name), Tolerance<T>::abs, Tolerance<T>::rel);
   }
 }
 
-TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
-  using T = TypeParam;
-  const ModelConfig config = fixture_model();
+TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) { forward_loss_and_every_gradient<TypeParam>(""); }
+TYPED_TEST(TorchReference, DepthMuPForwardLossAndEveryGradient) {
+  forward_loss_and_every_gradient<TypeParam>("dmup/");
+}
+
+template <class T>
+void ten_adamw_steps(const std::string& prefix) {
+  const ModelConfig config = fixture_model(prefix);
   const TrainConfig train = fixture_training();
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   test::WholeModel<T> model(config, B, false);
   load_weights(model, "param/");
   AdamW<T> optimizer(model.table(), train, 0, static_cast<int64_t>(model.params().size()), model.ops());
-  const auto inputs = fixture().ints("steps.inputs");
-  const auto targets = fixture().ints("steps.targets");
-  const auto& ref_losses = fixture().at("steps.losses");
+  const auto inputs = fixture().ints(prefix + "steps.inputs");
+  const auto targets = fixture().ints(prefix + "steps.targets");
+  const auto& ref_losses = fixture().at(prefix + "steps.losses");
   const int64_t per_step = int64_t{B} * config.seq_len;
   for (int64_t step = 0; step < train.steps; ++step) {
     model.zero_grads();
@@ -195,14 +212,17 @@ TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
                                                targets.data() + step * per_step, B, {}, 1.0 / per_step);
     clip_grad_norm(model.ops(), model.grads(), train.clip);
     optimizer.update(model.params(), model.grads(), learning_rate(train, step), step + 1);
-    EXPECT_NEAR(loss, ref_losses[static_cast<size_t>(step)], 10 * Tolerance<T>::loss) << "step " << step + 1;
+    EXPECT_NEAR(loss, ref_losses[static_cast<size_t>(step)], 10 * Tolerance<T>::loss) << prefix << "step " << step + 1;
   }
   EXPECT_LT(ref_losses.back(), ref_losses.front() - 0.1) << "the reference run should learn";
   for (const ParamSpec& spec : model.table().specs()) {
-    expect_close("final " + spec.name, model.params().data() + spec.offset,
-                 fixture().at("final/" + spec.name), 10 * Tolerance<T>::abs, 10 * Tolerance<T>::rel);
+    expect_close(prefix + "final " + spec.name, model.params().data() + spec.offset,
+                 fixture().at(prefix + "final/" + spec.name), 10 * Tolerance<T>::abs, 10 * Tolerance<T>::rel);
   }
 }
+
+TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) { ten_adamw_steps<TypeParam>(""); }
+TYPED_TEST(TorchReference, DepthMuPTenAdamWSteps) { ten_adamw_steps<TypeParam>("dmup/"); }
 
 }  // namespace
 }  // namespace kl
