@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 layers="2 4 8 16 32" ref=32 steps=500 budget=compute scaling=completep base=8 lr=0.003 d_model=32
 out=runs/deeper_study
 source bench/common.sh
+source launch/lib.sh
 parse_options "layers ref steps budget scaling base lr d_model out" "$@"
 [ -n "${KL_BIN:-}" ] || [ -x build/kilolayer ] || ./launch/build.sh >/dev/null  # KL_BIN: another binary
 ./launch/corpus.sh
@@ -28,28 +29,9 @@ for L in $layers; do
   [ "$budget" = compute ] && n=$(awk -v s="$steps" -v a="$(flops "$ref")" -v b="$(flops "$L")" 'BEGIN {printf "%d", s * a / b}')
   axis+="$L:$n:$((n / 10)),"
 done
-cat >"$out/base.ini" <<EOF2
-[model]
-d_model = $d_model
-heads = 2
-seq_len = 64
-dropout = 0
-residual = prenorm
-depth_scaling = $scaling
-base_layers = $base
-[train]
-lr = $lr
-min_lr = $(awk -v l="$lr" 'BEGIN {print l / 10}')
-global_batch = 8
-micro_batch = 8
-eval_every = 0
-eval_batches = 16
-[data]
-train = data/fortunes/train.bin
-val = data/fortunes/val.bin
-[run]
-threads = 1
-EOF2
+kl_corpus_ini "$out/base.ini" model.d_model="$d_model" model.residual=prenorm model.depth_scaling="$scaling" \
+  model.base_layers="$base" train.lr="$lr" train.min_lr="$(awk -v l="$lr" 'BEGIN {print l / 10}')" \
+  train.eval_batches=16
 launch/study.sh --config "$out/base.ini" --grid model.layers+train.steps+train.warmup="${axis%,}" --warmup 1 \
   --no-plots --peak-gflops 200 --out "$out" || true
 /usr/bin/python3 - "$out" "$budget" "$scaling" "$lr" "$(date +%F)" <<'PY'

@@ -19,30 +19,14 @@ cd "$(dirname "$0")/.."
 variants="plain postnorm prenorm rezero deepnorm" small=8 layers="32 128" lrs="0.0001 0.0003 0.001 0.003 0.01"
 warmups="25 100" spread=3 d_model=32 steps=250 out=runs/fair_depth_study
 source bench/common.sh
+source launch/lib.sh
 parse_options "variants small layers lrs warmups spread d_model steps out" "$@"
 [ -n "${KL_BIN:-}" ] || [ -x build/kilolayer ] || ./launch/build.sh >/dev/null  # KL_BIN: another binary
 ./launch/corpus.sh
 mkdir -p "$out"
 commas() { echo "$*" | tr ' ' ,; }
 lr_axis() { for lr in "$@"; do printf '%s:%s,' "$lr" "$(awk -v l="$lr" 'BEGIN {print l / 10}')"; done; }
-cat >"$out/base.ini" <<EOF
-[model]
-d_model = $d_model
-heads = 2
-seq_len = 64
-dropout = 0
-[train]
-steps = $steps
-global_batch = 8
-micro_batch = 8
-eval_every = 0
-eval_batches = 8
-[data]
-train = data/fortunes/train.bin
-val = data/fortunes/val.bin
-[run]
-threads = 1
-EOF
+kl_corpus_ini "$out/base.ini" model.d_model="$d_model" train.steps="$steps"
 study() { launch/study.sh --config "$out/base.ini" --warmup 1 --no-plots --peak-gflops 200 "$@" || true; }
 date=$(date +%F)
 all_lrs=$(lr_axis $lrs)

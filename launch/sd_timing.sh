@@ -12,27 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 layers=128 p_last=0.5 d_model=64 steps=12 repeat=3 out=runs/sd_timing
 source bench/common.sh
+source launch/lib.sh
 parse_options "layers p_last d_model steps repeat out" "$@"
 [ -n "${KL_BIN:-}" ] || [ -x build/kilolayer ] || ./launch/build.sh >/dev/null  # KL_BIN: another binary
 ./launch/corpus.sh
 mkdir -p "$out"
-cat >"$out/base.ini" <<EOF2
-[model]
-layers = $layers
-d_model = $d_model
-heads = 2
-seq_len = 64
-dropout = 0
-[train]
-steps = $steps
-global_batch = 8
-micro_batch = 8
-eval_every = 0
-eval_batches = 1
-[data]
-train = data/fortunes/train.bin
-val = data/fortunes/val.bin
-EOF2
+kl_corpus_ini "$out/base.ini" model.layers="$layers" model.d_model="$d_model" train.steps="$steps" \
+  train.eval_batches=1
 launch/study.sh --config "$out/base.ini" --grid model.stochastic_depth="0,$p_last" --warmup 2 \
   --repeat "$repeat" --no-plots --peak-gflops 200 --out "$out"
 /usr/bin/python3 - "$out" "$layers" "$p_last" <<'PY' | tee "$out/ratio.txt"

@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 lrs="0.0003 0.001 0.003 0.01 0.03" layers="8 32 128" scalings="standard depth_mup completep" d_model=32
 steps=250 coord_step=10 extra="" out=runs/transfer_study
 source bench/common.sh
+source launch/lib.sh
 parse_options "lrs layers scalings d_model steps coord_step extra out" "$@"
 [ -n "${KL_BIN:-}" ] || [ -x build/kilolayer ] || ./launch/build.sh >/dev/null  # KL_BIN: another binary
 ./launch/corpus.sh
@@ -29,27 +30,8 @@ mkdir -p "$out"
 base=$(printf '%s\n' $layers | sort -n | head -1)
 # The learning rate and its cosine floor (a tenth of it) vary together.
 lr_axis=$(for lr in $lrs; do printf '%s:%s,' "$lr" "$(awk -v l="$lr" 'BEGIN {print l / 10}')"; done)
-cat >"$out/base.ini" <<EOF
-[model]
-d_model = $d_model
-heads = 2
-seq_len = 64
-dropout = 0
-residual = prenorm
-base_layers = $base
-[train]
-steps = $steps
-global_batch = 8
-micro_batch = 8
-warmup = $((steps / 10))
-eval_every = 0
-eval_batches = 8
-[data]
-train = data/fortunes/train.bin
-val = data/fortunes/val.bin
-[run]
-diag_every = $coord_step
-EOF
+kl_corpus_ini "$out/base.ini" model.d_model="$d_model" model.residual=prenorm model.base_layers="$base" \
+  train.steps="$steps" train.warmup=$((steps / 10)) run.diag_every="$coord_step"
 # Diverged points are recorded (exit status 1 from the harness), not fatal.
 # shellcheck disable=SC2086
 launch/study.sh --config "$out/base.ini" --grid model.depth_scaling="$(echo $scalings | tr ' ' ,)" \

@@ -30,21 +30,8 @@ import os
 import statistics
 import sys
 
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def number(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from study.plot import number, pyplot  # noqa: E402
 
 
 def sort_key(value):
