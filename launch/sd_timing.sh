@@ -27,15 +27,21 @@ out, L, p = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 rows = {r["grid:model.stochastic_depth"]: r for r in csv.DictReader(open(f"{out}/study.csv"))}
 off, on = (float(rows[k]["step_time_s"]) for k in ("0", sys.argv[3]))
 # Per round, the two runs' median step times and their ratio.
-ratios = []
+# and the ratio of the whole runs' CPU seconds (rank_wrapper.py: startup and evaluation included),
+# which another tenant's load disturbs less than wall time.
+ratios, cpu_ratios = [], []
 for round_dir in sorted(glob.glob(f"{out}/points/00_*/round*")):
     other = round_dir.replace("/00_", "/01_").replace("stochastic_depth0", f"stochastic_depth{sys.argv[3]}")
-    times = []
+    times, cpu = [], []
     for d in (round_dir, other):
         steps = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
         times.append(statistics.median(s["step_time_s"] for s in steps if s["step"] > 2))
+        cpu.append(float(open(os.path.join(d, "peak_rss", "rank_0")).read().split()[1]))
     ratios.append(times[1] / times[0])
+    cpu_ratios.append(cpu[1] / cpu[0])
 expected = 1 - p * (L + 1) / (2 * L)
-print(f"{L} layers, p_L = {p}: step {on:.3f} s with drop, {off:.3f} s without: ratio {on / off:.3f} "
-      f"(per round {', '.join(f'{r:.3f}' for r in ratios)}); blocks kept on average {expected:.3f}")
+print(f"{L} layers, p_L = {p}: step {on:.3f} s with drop, {off:.3f} s without: ratio {on / off:.3f}; "
+      f"per round {', '.join(f'{r:.3f}' for r in ratios)} (median {statistics.median(ratios):.3f}); "
+      f"CPU seconds per round {', '.join(f'{r:.3f}' for r in cpu_ratios)} "
+      f"(median {statistics.median(cpu_ratios):.3f}); blocks kept on average {expected:.3f}")
 PY
