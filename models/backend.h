@@ -117,8 +117,9 @@ class CpuBackend {
   void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key) const {
     cpu::dropout_forward(out, inp, B, row, p, key);
   }
-  void drop_path(Act* x, int B, int64_t row, double p, const cpu::DropoutKey& key) const {
-    cpu::drop_path(x, B, row, p, key);
+  // Also the depth parametrisation's branch multiplier `gain` on every row kept.
+  void drop_path(Act* x, int B, int64_t row, double p, const cpu::DropoutKey& key, double gain = 1.0) const {
+    cpu::drop_path(x, B, row, p, key, gain);
   }
   void embedding_forward(Acc* out, const int32_t* tokens, const Act* wte, const Act* wpe, int B, int T_,
                          int C) const {

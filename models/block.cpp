@@ -16,6 +16,7 @@ BlockShape block_shape(const ModelConfig& m, int B) {
   BlockShape s{B, m.seq_len, m.d_model, m.heads, m.ff_width()};
   s.residual = m.residual;
   if (s.residual == Residual::kDeepNorm) s.alpha = deepnorm_alpha(m.layers);
+  s.branch_scale = depth_scale(m.depth_scaling, m.layers, m.base_layers).branch;
   return s;
 }
 

@@ -22,6 +22,7 @@ struct BlockShape {
   int B, T, C, NH, F;
   Residual residual = Residual::kPreNorm;
   double alpha = 1.0;  // deepnorm's weight on the identity path
+  double branch_scale = 1.0;  // model.depth_scaling's multiplier (L0 / L)^alpha on every branch
   int64_t tokens() const { return int64_t{B} * T; }
 };
 BlockShape block_shape(const ModelConfig& model, int B);

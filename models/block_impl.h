@@ -12,6 +12,7 @@
 #pragma once
 
 #include <type_traits>
+#include <vector>
 
 #include "models/block.h"
 #include "src/util/error.h"
@@ -82,7 +83,7 @@ void branch_forward(Backend& be, const BlockShape& s, const BranchRefs<Backend>&
   if (pre_norm(r)) be.layernorm_forward(b.ln, b.ln_mean, b.ln_rstd, u, b.ln_w, b.ln_b, N, s.C);
   f(pre_norm(r) ? static_cast<const A*>(b.ln) : u_act);
   be.dropout(branch, static_cast<const A*>(branch), s.B, row, dropout.p, dropout.at(b.site));
-  be.drop_path(branch, s.B, row, dropout.path_drop(layer), dropout.at(drop_path_site(layer)));
+  be.drop_path(branch, s.B, row, dropout.path_drop(layer), dropout.at(drop_path_site(layer)), s.branch_scale);
   if (branch_sq) *branch_sq += be.sum_squares(static_cast<const A*>(branch), NC);
   switch (r) {
     case Residual::kPreNorm: be.add_scaled(v, 1.0, u, branch, NC); break;
@@ -125,7 +126,7 @@ void branch_backward(Backend& be, const BlockShape& s, const BranchRefs<Backend>
     // dL/d(the branch's D(F)) is.
     auto unmask = [&](const auto* from) {
       be.dropout(dbranch, from, s.B, row, dropout.p, dropout.at(b.site));
-      be.drop_path(dbranch, s.B, row, dropout.path_drop(layer), dropout.at(drop_path_site(layer)));
+      be.drop_path(dbranch, s.B, row, dropout.path_drop(layer), dropout.at(drop_path_site(layer)), s.branch_scale);
     };
     switch (r) {
       case Residual::kPreNorm: unmask(static_cast<const S*>(dres)); break;
@@ -267,11 +268,14 @@ BlockOutputGrads<Backend> BlockOutputGrads<Backend>::in_scratch(const BlockScrat
   return {b.branch, b.dff, b.dnc, b.branch, b.dqkv, b.dnc};
 }
 
+namespace block_detail {
+
+// The block over all B samples of its shape, every branch computed (a dropped one zeroed by its
+// drop-path mask).
 template <class Backend>
-void block_forward(Backend& be, const BlockShape& s, int layer, const BlockTensors<const typename Backend::Act*>& w,
-                   const typename Backend::Acc* x_in, typename Backend::Acc* x_out, const BlockActivations<Backend>& a,
-                   const BlockScratch<Backend>& scratch, const BlockDropout& dropout, double* branch_sq) {
-  using namespace block_detail;
+void forward_all(Backend& be, const BlockShape& s, int layer, const BlockTensors<const typename Backend::Act*>& w,
+                 const typename Backend::Acc* x_in, typename Backend::Acc* x_out, const BlockActivations<Backend>& a,
+                 const BlockScratch<Backend>& scratch, const BlockDropout& dropout, double* branch_sq) {
   using A = typename Backend::Act;
   const int N = static_cast<int>(s.tokens());
   const BlockTensors<typename Backend::Acc*> no_grads{};
@@ -291,12 +295,11 @@ void block_forward(Backend& be, const BlockShape& s, int layer, const BlockTenso
 }
 
 template <class Backend>
-void block_backward(Backend& be, const BlockShape& s, int layer, const BlockTensors<const typename Backend::Act*>& w,
-                    const BlockTensors<typename Backend::Acc*>& g, const typename Backend::Acc* x_in,
-                    const BlockActivations<Backend>& a, const BlockScratch<Backend>& scratch,
-                    const BlockDropout& dropout, typename Backend::Acc* dres, BackwardPart part,
-                    const BlockOutputGrads<Backend>& d) {
-  using namespace block_detail;
+void backward_all(Backend& be, const BlockShape& s, int layer, const BlockTensors<const typename Backend::Act*>& w,
+                  const BlockTensors<typename Backend::Acc*>& g, const typename Backend::Acc* x_in,
+                  const BlockActivations<Backend>& a, const BlockScratch<Backend>& scratch,
+                  const BlockDropout& dropout, typename Backend::Acc* dres, BackwardPart part,
+                  const BlockOutputGrads<Backend>& d) {
   using A = typename Backend::Act;
   using S = typename Backend::Acc;
   KL_CHECK(part == BackwardPart::kAll || s.residual == Residual::kPreNorm,
@@ -329,6 +332,116 @@ void block_backward(Backend& be, const BlockShape& s, int layer, const BlockTens
                        pre ? static_cast<const A*>(a.ln1) : input_as_act(attn, x_in), w.qkv_w, N, s.C, 3 * s.C);
     return static_cast<const A*>(d.ln1);
   });
+}
+
+// Stochastic depth that saves compute. Where a dropped block is the identity
+// (dropped_block_is_identity), the block runs only on the runs of consecutive samples it keeps,
+// each as a smaller batch whose tensors start at the run's first sample; a dropped sample's stream
+// passes through (x_out = x_in, dL/dx_in = dL/dx_out) with no work. The masks are keyed by global
+// sample, so a run draws what the whole batch would have drawn for those samples.
+struct Run {
+  int begin, end;  // samples [begin, end)
+};
+inline std::vector<Run> kept_runs(const BlockDropout& dropout, int layer, int B) {
+  const double p = dropout.path_drop(layer);
+  const cpu::DropoutKey key = dropout.at(drop_path_site(layer));
+  std::vector<Run> runs;
+  for (int b = 0; b < B; ++b) {
+    if (!rng::drop_path_keeps(rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site), p)) continue;
+    if (!runs.empty() && runs.back().end == b) {
+      runs.back().end = b + 1;
+    } else {
+      runs.push_back({b, b + 1});
+    }
+  }
+  return runs;
+}
+inline bool skips_dropped(const BlockShape& s, const BlockDropout& dropout, int layer) {
+  return dropout.path_drop(layer) > 0.0 && dropped_block_is_identity(s.residual);
+}
+
+template <class P>
+P shifted(P p, int64_t n) {
+  return p ? p + n : p;
+}
+
+// The run's view: the same memory from sample b0 on, for `count` samples.
+struct RunView {
+  int b0, count;
+  BlockShape shape(const BlockShape& s) const {
+    BlockShape r = s;
+    r.B = count;
+    return r;
+  }
+  int64_t rows(const BlockShape& s, int64_t per_token) const { return int64_t{b0} * s.T * per_token; }
+  template <class Backend>
+  BlockActivations<Backend> activations(const BlockActivations<Backend>& a, const BlockShape& s) const {
+    const int64_t c = rows(s, s.C), t = rows(s, 1);
+    BlockActivations<Backend> r = a;
+    for (auto* p : {&r.ln1, &r.ln2, &r.att, &r.attn_kept, &r.mlp_kept, &r.attn_gate, &r.mlp_gate, &r.in1, &r.in2}) {
+      *p = shifted(*p, c);
+    }
+    for (auto* p : {&r.sum1, &r.sum2, &r.x_mid}) *p = shifted(*p, c);
+    for (auto* p : {&r.ln1_mean, &r.ln1_rstd, &r.ln2_mean, &r.ln2_rstd}) *p = shifted(*p, t);
+    r.qkv = shifted(a.qkv, 3 * c);
+    r.probs = shifted(a.probs, int64_t{b0} * s.NH * s.T * s.T);
+    r.fc = shifted(a.fc, rows(s, s.F));
+    r.gelu = shifted(a.gelu, rows(s, s.F));
+    return r;
+  }
+  template <class Backend>
+  BlockOutputGrads<Backend> output_grads(const BlockOutputGrads<Backend>& d, const BlockShape& s) const {
+    const int64_t c = rows(s, s.C);
+    return {shifted(d.mlp_proj, c), shifted(d.mlp_fc, rows(s, s.F)), shifted(d.ln2, c),
+            shifted(d.attn_proj, c), shifted(d.attn_qkv, 3 * c), shifted(d.ln1, c)};
+  }
+  BlockDropout dropout(const BlockDropout& d) const {
+    BlockDropout r = d;
+    r.key.first_sample += b0;
+    return r;
+  }
+};
+
+}  // namespace block_detail
+
+template <class Backend>
+void block_forward(Backend& be, const BlockShape& s, int layer, const BlockTensors<const typename Backend::Act*>& w,
+                   const typename Backend::Acc* x_in, typename Backend::Acc* x_out, const BlockActivations<Backend>& a,
+                   const BlockScratch<Backend>& scratch, const BlockDropout& dropout, double* branch_sq) {
+  using namespace block_detail;
+  if (!skips_dropped(s, dropout, layer)) {
+    forward_all(be, s, layer, w, x_in, x_out, a, scratch, dropout, branch_sq);
+    return;
+  }
+  const int64_t row = int64_t{s.T} * s.C;
+  be.copy(x_out, x_in, s.B * row);  // the dropped samples' identity; the kept ones are overwritten
+  for (const Run& run : kept_runs(dropout, layer, s.B)) {
+    const RunView v{run.begin, run.end - run.begin};
+    forward_all(be, v.shape(s), layer, w, x_in + v.rows(s, s.C), x_out + v.rows(s, s.C), v.activations(a, s),
+                scratch, v.dropout(dropout), branch_sq);
+  }
+}
+
+template <class Backend>
+void block_backward(Backend& be, const BlockShape& s, int layer, const BlockTensors<const typename Backend::Act*>& w,
+                    const BlockTensors<typename Backend::Acc*>& g, const typename Backend::Acc* x_in,
+                    const BlockActivations<Backend>& a, const BlockScratch<Backend>& scratch,
+                    const BlockDropout& dropout, typename Backend::Acc* dres, BackwardPart part,
+                    const BlockOutputGrads<Backend>& d) {
+  using namespace block_detail;
+  if (!skips_dropped(s, dropout, layer)) {
+    backward_all(be, s, layer, w, g, x_in, a, scratch, dropout, dres, part, d);
+    return;
+  }
+  // A dropped sample's dres passes through untouched. The full backward pass keeps its output
+  // gradients in scratch (BlockOutputGrads::in_scratch), used from its start by every run; the
+  // split one's live in memory of their own, one stretch per sample like the activations.
+  for (const Run& run : kept_runs(dropout, layer, s.B)) {
+    const RunView v{run.begin, run.end - run.begin};
+    backward_all(be, v.shape(s), layer, w, g, x_in + v.rows(s, s.C), v.activations(a, s), scratch,
+                 v.dropout(dropout), dres + v.rows(s, s.C), part,
+                 part == BackwardPart::kAll ? d : v.output_grads(d, s));
+  }
 }
 
 // Explicit instantiations for one backend (in a .cpp that includes this file).

@@ -36,6 +36,10 @@ ParamSpec& ParamTable::add(std::string name, std::vector<int64_t> shape, Init in
   spec.init_std = std;
   spec.decay = decay;
   spec.layer = layer;
+  if (layer >= 0) {
+    spec.lr_scale = depth_.lr;
+    spec.eps_scale = depth_.eps;
+  }
   spec.offset = buffer_size_;
   buffer_size_ += (spec.numel() + kAlign - 1) / kAlign * kAlign;
   index_.emplace(spec.name, specs_.size());
@@ -55,7 +59,8 @@ std::vector<int> all_layers(int layers) {
 
 ParamTable::ParamTable(const ModelConfig& m) : ParamTable(m, all_layers(m.layers), true, true) {}
 
-ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, bool first, bool last) {
+ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, bool first, bool last)
+    : depth_(depth_scale(m.depth_scaling, m.layers, m.base_layers)) {
   // The token embedding and the head have model.vocab_padded rows; those past model.vocab are padding.
   const int64_t C = m.d_model, F = m.ff_width(), V = m.padded_vocab(), T = m.seq_len;
   const Residual residual = m.residual;
@@ -64,7 +69,10 @@ ParamTable::ParamTable(const ModelConfig& m, const std::vector<int>& layers, boo
   // MLP projections the gain beta.
   const bool deepnorm = residual == Residual::kDeepNorm;
   const double beta = deepnorm_beta(m.layers);
-  const double proj_std = deepnorm ? kInitStd * beta : kInitStd / std::sqrt(2.0 * m.layers);
+  // Under a depth parametrisation the branch multiplier carries the depth, and the initialisation
+  // is the one of the base depth L0 (models/residual.h).
+  const double proj_std = deepnorm ? kInitStd * beta
+                                   : kInitStd / std::sqrt(2.0 * init_depth(m.depth_scaling, m.layers, m.base_layers));
   const double fc_std = deepnorm ? kInitStd * beta : kInitStd;
   // Weight decay on every matrix (Linear weights and embeddings), none on biases and LayerNorm.
   if (first || (last && m.tie_embeddings)) {

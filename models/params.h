@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "models/residual.h"
 #include "src/config/config.h"
 
 namespace kl {
@@ -30,6 +31,10 @@ struct ParamSpec {
   // (no pass reads them, their gradient is zero). -1 for every other tensor.
   int64_t vocab_rows = -1;
   bool decay = false;     // AdamW weight decay applies
+  // Factors on AdamW's learning rate and epsilon for this tensor (model.depth_scaling: the block
+  // tensors'; models/residual.h), 1 otherwise.
+  double lr_scale = 1.0;
+  double eps_scale = 1.0;
   int layer = -1;         // block index, -1 for embeddings, final norm and head
   int64_t offset = 0;     // first element in the flat buffer
 
@@ -62,6 +67,7 @@ class ParamTable {
   std::vector<ParamSpec> specs_;
   std::unordered_map<std::string, size_t> index_;  // name -> position in specs_
   std::unordered_map<int, int64_t> layer_offset_;  // block -> its first element
+  DepthScale depth_;  // the block tensors' learning-rate and epsilon factors
   int64_t buffer_size_ = 0;
 };
 

@@ -5,6 +5,9 @@ kilolayer's model written independently in PyTorch (tools/torch_gpt.py), run in 
 dropout (PyTorch's dropout RNG cannot be matched). It records the weights, one
 batch's logits, loss, every gradient and the norm of dL/dx at every block boundary, then ten steps of AdamW (PyTorch's own, weight decay on
 matrices only) with global-norm clipping and the warmup + cosine schedule, and their losses.
+The same again under "dmup/" for Depth-muP at L0 = 2 (models/residual.h): every branch times
+(L0/L)^(1/2), the blocks' learning rate times (L/L0)^(-1/2) and their Adam epsilon times (L/L0)^(-1/2),
+from the same initial weights.
 
 File format (little-endian): b"KLFX", uint32 count, then per tensor: uint32 name length, name bytes,
 uint32 ndim, int64 dims[ndim], float64 data.
@@ -46,6 +49,9 @@ def learning_rate(step):
     return t["min_lr"] + (t["lr"] - t["min_lr"]) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+DEPTH_MUP_BASE_LAYERS = 2
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -59,59 +65,29 @@ def main():
             p.normal_(0.0, 0.1)
             if name.endswith("weight") and p.dim() == 1:  # LayerNorm gains around 1
                 p.add_(1.0)
-    names = kilolayer_names(model)
+    initial = {name: p.detach().clone() for name, p in model.state_dict().items()}
     tensors = {}
-    for p, name in names.items():
+    for p, name in kilolayer_names(model).items():
         tensors["param/" + name] = p.detach().clone()
     for key, value in c.items():
         tensors["meta." + key] = torch.tensor([float(value)])
     for key, value in TRAIN.items():
         tensors["train." + key] = torch.tensor([float(value)])
+    tensors["dmup.base_layers"] = torch.tensor([float(DEPTH_MUP_BASE_LAYERS)])
 
     B, T, V = c["batch"], c["seq_len"], c["vocab"]
     inputs = torch.randint(0, V, (B, T))
     targets = torch.randint(0, V, (B, T))
-    # The model's forward spelled out, keeping the residual stream at every block boundary so that
-    # its gradients dL/dx_l can be recorded (kilolayer's diagnostics report their norms).
-    x = model.drop(model.wte(inputs) + model.wpe(torch.arange(T)))
-    stream = []
-    for block in model.blocks:
-        x.retain_grad()
-        stream.append(x)
-        x = block(x)
-    x.retain_grad()
-    stream.append(x)
-    logits = model.ln_f(x) @ model.wte.weight.T
-    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
-    loss.backward()
-    tensors["stream_grad_norm"] = torch.stack([s.grad.norm() for s in stream]).detach()
-    tensors["inputs"] = inputs.double()
-    tensors["targets"] = targets.double()
-    tensors["logits"] = logits.detach()
-    tensors["loss"] = loss.detach().reshape(1)
-    for p, name in names.items():
-        tensors["grad/" + name] = p.grad.detach().clone()
-
-    # Ten optimizer steps, each on its own batch.
-    model.zero_grad()
-    optimizer = model.adamw(TRAIN["lr"], TRAIN["weight_decay"], (TRAIN["beta1"], TRAIN["beta2"]), TRAIN["eps"])
     step_inputs = torch.randint(0, V, (TRAIN["steps"], B, T))
     step_targets = (step_inputs * 3 + 1) % V  # learnable, so the losses move
-    losses = []
-    for step in range(TRAIN["steps"]):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step)
-        optimizer.zero_grad()
-        step_loss = F.cross_entropy(model(step_inputs[step]).reshape(-1, V), step_targets[step].reshape(-1))
-        step_loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["clip"])
-        optimizer.step()
-        losses.append(step_loss.item())
-    tensors["steps.inputs"] = step_inputs.double()
-    tensors["steps.targets"] = step_targets.double()
-    tensors["steps.losses"] = torch.tensor(losses)
-    for p, name in names.items():
-        tensors["final/" + name] = p.detach().clone()
+    record(model, "", tensors, inputs, targets, step_inputs, step_targets)
+    ratio = c["layers"] / DEPTH_MUP_BASE_LAYERS  # L / L0
+    scaled = GPT(c["layers"], c["d_model"], c["heads"], c["d_ff"], c["seq_len"], c["vocab"],
+                 branch_mult=ratio ** -0.5)
+    scaled.load_state_dict(initial)
+    losses = record(scaled, "dmup/", tensors, inputs, targets, step_inputs, step_targets,
+                    lr_scale=ratio ** -0.5, eps_scale=ratio ** -0.5)
+    loss = tensors["loss"]
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".tmp", "wb") as f:
@@ -127,7 +103,57 @@ def main():
             f.write(data.numpy().astype("<f8").tobytes())
     os.replace(args.out + ".tmp", args.out)
     print(f"wrote {args.out}: {len(tensors)} tensors, loss {loss.item():.6f}, "
-          f"step losses {losses[0]:.4f} .. {losses[-1]:.4f}")
+          f"depth-muP step losses {losses[0]:.4f} .. {losses[-1]:.4f}")
+
+
+def record(model, prefix, tensors, inputs, targets, step_inputs, step_targets, lr_scale=1.0, eps_scale=1.0):
+    """One batch's logits, loss, gradients and dL/dx_l norms, then ten AdamW steps: into tensors
+    under `prefix`. Returns the step losses."""
+    names = kilolayer_names(model)
+    B, T = inputs.shape
+    V = model.wte.weight.shape[0]
+    # The model's forward spelled out, keeping the residual stream at every block boundary so that
+    # its gradients dL/dx_l can be recorded (kilolayer's diagnostics report their norms).
+    x = model.drop(model.wte(inputs) + model.wpe(torch.arange(T)))
+    stream = []
+    for block in model.blocks:
+        x.retain_grad()
+        stream.append(x)
+        x = block(x)
+    x.retain_grad()
+    stream.append(x)
+    logits = model.ln_f(x) @ model.wte.weight.T
+    loss = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    loss.backward()
+    tensors[prefix + "stream_grad_norm"] = torch.stack([s.grad.norm() for s in stream]).detach()
+    tensors[prefix + "inputs"] = inputs.double()
+    tensors[prefix + "targets"] = targets.double()
+    tensors[prefix + "logits"] = logits.detach()
+    tensors[prefix + "loss"] = loss.detach().reshape(1)
+    for p, name in names.items():
+        tensors[prefix + "grad/" + name] = p.grad.detach().clone()
+
+    # Ten optimizer steps, each on its own batch.
+    model.zero_grad()
+    optimizer = model.adamw(TRAIN["lr"], TRAIN["weight_decay"], (TRAIN["beta1"], TRAIN["beta2"]), TRAIN["eps"],
+                           lr_scale, eps_scale)
+    losses = []
+    for step in range(TRAIN["steps"]):
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step) * group["lr_scale"]
+        optimizer.zero_grad()
+        step_loss = F.cross_entropy(model(step_inputs[step]).reshape(-1, V), step_targets[step].reshape(-1))
+        step_loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["clip"])
+        optimizer.step()
+        losses.append(step_loss.item())
+    tensors[prefix + "steps.inputs"] = step_inputs.double()
+    tensors[prefix + "steps.targets"] = step_targets.double()
+    tensors[prefix + "steps.losses"] = torch.tensor(losses)
+    for p, name in names.items():
+        tensors[prefix + "final/" + name] = p.detach().clone()
+
+    return losses
 
 
 if __name__ == "__main__":

@@ -216,6 +216,12 @@ class OptionTable {
         between(0.0, 10.0));
     add("model.stochastic_depth", &m.stochastic_depth,
         "drop-path probability of the last block, rising linearly from 0 over depth (0: off)", below_one());
+    add_choice("model.depth_scaling", &m.depth_scaling,
+               "depth parametrisation: branch multiplier (base_layers/layers)^alpha, alpha 0 (standard), 1/2 "
+               "(depth_mup), 1 (completep), with the matching learning rate and AdamW epsilon of block tensors");
+    add("model.base_layers", &m.base_layers,
+        "L0 of model.depth_scaling: the depth the hyperparameters were tuned at (0: unset; standard ignores it)",
+        between(0, 100000));
     add("model.dropout", &m.dropout, "dropout on embeddings and each branch output", below_one());
     add("model.tie_embeddings", &m.tie_embeddings, "LM head shares the token embedding");
 
@@ -351,6 +357,35 @@ void check_build(const Config& c) {
 #endif
 }
 
+// Depth-muP and CompleteP scale a branch that is added to an untouched identity path; a variant
+// whose stream is renormalised or gated after every sum, or that scales its branches itself, has no
+// such branch to scale (models/residual.h: depth_scaling_applies).
+void check_depth_scaling(const ModelConfig& m) {
+  if (m.depth_scaling == DepthScaling::kStandard) return;
+  const std::string what = std::string("model.depth_scaling = ") + name_of(m.depth_scaling);
+  const char* why = nullptr;
+  switch (m.residual) {
+    case Residual::kPreNorm:
+    case Residual::kPlain:
+    case Residual::kLayerScale: break;
+    case Residual::kPostNorm: why = "post-norm's LayerNorm after every sum renormalises the stream, so a branch "
+                                    "multiplier does not set the branch's share of it"; break;
+    case Residual::kDeepNorm: why = "DeepNorm has its own depth scaling (alpha = (2N)^(1/4) on the identity path, "
+                                    "beta = (8N)^(-1/4) on the initialisation)"; break;
+    case Residual::kReZero: why = "ReZero's learned branch scale starts at 0 and is its own depth control"; break;
+    case Residual::kHighway: why = "highway's learned gate mixes branch and stream, so there is no additive "
+                                   "branch to scale"; break;
+  }
+  if (why) {
+    throw UserError("config: " + what + " does not combine with model.residual = " + name_of(m.residual) + ": " +
+                    why + " (use prenorm, plain or layerscale, or model.depth_scaling = standard)");
+  }
+  if (m.base_layers < 1) {
+    throw UserError("config: " + what + " needs model.base_layers = L0, the depth the learning rate was tuned at "
+                    "(the branch multiplier is (L0 / model.layers)^alpha)");
+  }
+}
+
 void check_consistency(const Config& c) {
   auto fail = [](const std::string& message) { throw UserError("config: " + message); };
   if (c.model.d_model % c.model.heads != 0) {
@@ -365,6 +400,7 @@ void check_consistency(const Config& c) {
     fail(std::string("parallel.schedule = zb1 splits the backward pass of pre-norm blocks only; model.residual = ") +
          name_of(c.model.residual) + " needs another schedule");
   }
+  check_depth_scaling(c.model);
   if (c.train.min_lr > c.train.lr) {
     fail("train.min_lr = " + to_text(c.train.min_lr) + " exceeds train.lr = " + to_text(c.train.lr));
   }

@@ -22,6 +22,7 @@ enum class SpikePolicy { kOff, kSkip, kRollback };  // src/train/spike.h
 enum class Device { kCpu, kCuda };
 enum class Precision { kFp32, kBf16 };
 enum class LrSchedule { kCosine, kLinear, kConstant, kWsd, kInverseSqrt };  // src/train/optimizer.h
+enum class DepthScaling { kStandard, kDepthMuP, kCompleteP };  // models/residual.h: depth_alpha
 
 template <class E>
 struct Choices;
@@ -59,6 +60,11 @@ struct Choices<LrSchedule> {
   static constexpr std::array<const char*, 5> names = {"cosine", "linear", "constant", "wsd", "inverse_sqrt"};
 };
 
+template <>
+struct Choices<DepthScaling> {
+  static constexpr std::array<const char*, 3> names = {"standard", "depth_mup", "completep"};
+};
+
 template <class E>
 const char* name_of(E value) {
   return Choices<E>::names[static_cast<size_t>(value)];
@@ -91,6 +97,10 @@ struct ModelConfig {
   Residual residual = Residual::kPreNorm;
   double layerscale_init = 0.1;      // layerscale: initial value of every channel's branch scale
   double stochastic_depth = 0.0;     // drop-path probability of the last block (0: off)
+  // How the branches, their learning rates and Adam's epsilon scale with depth (models/residual.h):
+  // branch multiplier (base_layers / layers)^alpha, alpha 0, 1/2, 1.
+  DepthScaling depth_scaling = DepthScaling::kStandard;
+  int base_layers = 0;               // L0, the depth the learning rate was tuned at (0: not set)
   double dropout = 0.1;
   bool tie_embeddings = true;
 

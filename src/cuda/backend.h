@@ -114,8 +114,8 @@ class CudaBackend {
   void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key) {
     cuda::dropout<In, Out>(out, inp, B, row, p, key, stream_);
   }
-  void drop_path(Act* x, int B, int64_t row, double p, const cpu::DropoutKey& key) {
-    if (p > 0.0) cuda::drop_path<T>(x, B, row, p, key, stream_);
+  void drop_path(Act* x, int B, int64_t row, double p, const cpu::DropoutKey& key, double gain = 1.0) {
+    if (p > 0.0 || gain != 1.0) cuda::drop_path<T>(x, B, row, p, key, stream_, gain);
   }
   void embedding_forward(Acc* out, const int32_t* tokens, const Act* wte, const Act* wpe, int B, int T_, int C) {
     cuda::embedding_forward<T>(out, tokens, wte, wpe, B, T_, C, stream_);

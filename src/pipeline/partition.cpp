@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "models/residual.h"
 #include "src/util/error.h"
 
 namespace kl::pipeline {
@@ -12,6 +13,14 @@ ChunkCosts chunk_costs(const ModelConfig& m) {
   // Per token: 6 x (qkv 3d^2 + proj d^2 + MLP 2 d ff) for the products, 12 d T for attention.
   const double block = 6.0 * (4.0 * d * d + 2.0 * d * ff) + 12.0 * d * T;
   return {block, 6.0 * d /* embedding add, negligible but counted */, 6.0 * d * V};
+}
+
+double block_cost(const ModelConfig& m, const ChunkCosts& c, int layer) {
+  // Stochastic depth skips a dropped block where that leaves the identity (models/block_impl.h):
+  // block l then costs (1 - p_l) of a block on average, p_l = model.stochastic_depth (l + 1) / L as
+  // BlockDropout::path_drop draws it. Elsewhere a dropped branch is computed and zeroed.
+  if (!dropped_block_is_identity(m.residual)) return c.block;
+  return (1.0 - m.stochastic_depth * (layer + 1) / m.layers) * c.block;
 }
 
 std::vector<LayerRange> partition_layers(const ModelConfig& model, int chunks,
@@ -31,39 +40,39 @@ std::vector<LayerRange> partition_layers(const ModelConfig& model, int chunks,
     }
   } else {
     const ChunkCosts c = chunk_costs(model);
-    auto cost = [&](int chunk, int blocks) {
-      return blocks * c.block + (chunk == 0 ? c.first_extra : 0.0) + (chunk == chunks - 1 ? c.last_extra : 0.0);
+    // prefix[l]: the cost of blocks [0, l), each at its expected cost (block_cost).
+    std::vector<double> prefix(static_cast<size_t>(layers) + 1, 0.0);
+    for (int l = 0; l < layers; ++l) {
+      prefix[static_cast<size_t>(l) + 1] = prefix[static_cast<size_t>(l)] + block_cost(model, c, l);
+    }
+    auto cost = [&](int chunk, int begin, int blocks) {
+      return prefix[static_cast<size_t>(begin + blocks)] - prefix[static_cast<size_t>(begin)] +
+             (chunk == 0 ? c.first_extra : 0.0) + (chunk == chunks - 1 ? c.last_extra : 0.0);
     };
     // Greedy fill under a cap: can the blocks be cut into `chunks` pieces of cost <= cap? When yes,
-    // the counts. Binary search on the cap over the finitely many block counts.
+    // the counts.
     auto fill = [&](double cap, std::vector<int>& out) {
       out.assign(static_cast<size_t>(chunks), 0);
-      int left = layers;
+      int begin = 0;
       for (int k = 0; k < chunks; ++k) {
-        const int must_leave = chunks - k - 1;  // one block for each later chunk
+        const int left = layers - begin, must_leave = chunks - k - 1;  // one block for each later chunk
         int take = 1;
-        while (take < left - must_leave && cost(k, take + 1) <= cap) ++take;
-        if (cost(k, take) > cap) return false;
+        while (take < left - must_leave && cost(k, begin, take + 1) <= cap) ++take;
+        if (cost(k, begin, take) > cap) return false;
         out[static_cast<size_t>(k)] = take;
-        left -= take;
+        begin += take;
       }
-      return left == 0;
+      return begin == layers;
     };
-    // The best cap is the cost of some chunk: the first, the last or a middle one (no extras).
-    std::vector<double> caps;
-    for (int k : {0, chunks - 1, std::min(1, chunks - 1)}) {
-      for (int b = 1; b <= layers; ++b) caps.push_back(cost(k, b));
+    // Bisection on the cap: the whole model always fits under its total cost; the smallest cap that
+    // fits is some chunk's cost, reached to within rounding.
+    double lo = 0.0, hi = prefix.back() + c.first_extra + c.last_extra;
+    std::vector<int> trial;
+    for (int i = 0; i < 200 && hi - lo > 1e-12 * hi; ++i) {
+      const double mid = 0.5 * (lo + hi);
+      if (fill(mid, trial)) hi = mid; else lo = mid;
     }
-    std::sort(caps.begin(), caps.end());
-    caps.erase(std::unique(caps.begin(), caps.end()), caps.end());
-    std::vector<int> best;
-    size_t lo = 0, hi = caps.size() - 1;  // the largest cap always fits
-    while (lo < hi) {
-      const size_t mid = (lo + hi) / 2;
-      std::vector<int> trial;
-      if (fill(caps[mid], trial)) hi = mid; else lo = mid + 1;
-    }
-    KL_CHECK(fill(caps[lo], counts), "partition search failed");
+    KL_CHECK(fill(hi, counts), "partition search failed");
   }
   std::vector<LayerRange> ranges;
   int begin = 0;

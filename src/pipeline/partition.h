@@ -19,6 +19,9 @@ struct ChunkCosts {
   double block, first_extra, last_extra;
 };
 ChunkCosts chunk_costs(const ModelConfig& model);
+// The expected training FLOPs per token of block `layer`: c.block, times the probability that the
+// block runs when stochastic depth skips dropped blocks, (1 - p_l).
+double block_cost(const ModelConfig& model, const ChunkCosts& c, int layer);
 
 // Splits model.layers blocks into `chunks` contiguous ranges (global chunk order) so that the
 // most expensive chunk, extras included, is as cheap as possible; every chunk gets at least one

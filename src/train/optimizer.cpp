@@ -65,10 +65,11 @@ AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin
   for (const ParamSpec& spec : table.specs()) {
     const int64_t lo = std::max(spec.offset, begin_), hi = std::min(spec.offset + spec.numel(), end_);
     if (lo >= hi) continue;
-    if (!runs_.empty() && runs_.back().decay == spec.decay) {
-      runs_.back().end = hi - begin_;
+    const Run run{lo - begin_, hi - begin_, spec.decay, spec.lr_scale, spec.eps_scale};
+    if (!runs_.empty() && runs_.back().same_update(run)) {
+      runs_.back().end = run.end;
     } else {
-      runs_.push_back({lo - begin_, hi - begin_, spec.decay});
+      runs_.push_back(run);
     }
   }
 }
@@ -79,8 +80,9 @@ void AdamW<T>::update(std::span<T> params, std::span<const T> grads, double lr, 
            "AdamW: buffers do not match the optimizer's range");
   for (const Run& run : runs_) {
     const auto at = static_cast<size_t>(run.begin), n = static_cast<size_t>(run.end - run.begin);
-    ops_.adamw(params.subspan(at, n), grads.subspan(at, n), m_->span().subspan(at, n), v_->span().subspan(at, n), lr,
-               train_.beta1, train_.beta2, train_.eps, run.decay ? train_.weight_decay : 0.0, step);
+    ops_.adamw(params.subspan(at, n), grads.subspan(at, n), m_->span().subspan(at, n), v_->span().subspan(at, n),
+               lr * run.lr_scale, train_.beta1, train_.beta2, train_.eps * run.eps_scale,
+               run.decay ? train_.weight_decay : 0.0, step);
   }
 }
 

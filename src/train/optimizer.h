@@ -47,7 +47,7 @@ class AdamW {
 
   // One update with learning rate `lr`; `step` counts from 1 (bias correction). `params` and
   // `grads` hold the range [begin, end). Tensors whose table entry says decay=false (biases,
-  // LayerNorm) get no weight decay.
+  // LayerNorm) get no weight decay; a tensor's lr_scale and eps_scale multiply lr and epsilon.
   void update(std::span<T> params, std::span<const T> grads, double lr, int64_t step);
 
   // The moments of elements [begin, end): what a checkpoint saves and restores.
@@ -57,9 +57,13 @@ class AdamW {
   int64_t end() const { return end_; }
 
  private:
-  struct Run {  // [begin, end) relative to the optimizer's range, with or without decay
+  struct Run {  // [begin, end) relative to the optimizer's range: tensors updated alike
     int64_t begin, end;
     bool decay;
+    double lr_scale, eps_scale;  // the parameter table's per-tensor factors (model.depth_scaling)
+    bool same_update(const Run& o) const {
+      return decay == o.decay && lr_scale == o.lr_scale && eps_scale == o.eps_scale;
+    }
   };
   TrainConfig train_;
   int64_t begin_, end_;

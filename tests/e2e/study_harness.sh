@@ -32,7 +32,8 @@ FIXED = ["point", "status", "error", "dp", "pp", "ranks", "threads", "cores", "o
          "virtual", "micro_batch", "micro_batches", "global_batch", "layers", "d_model", "seq_len", "params",
          "steps", "measured_steps", "rounds", "tokens_per_s", "step_time_s", "bubble", "bubble_theory", "comm_wait_s",
          "p2p_wait_s", "peak_rss_mb_max", "peak_rss_mb_ranks", "activation_mb_stages", "flops_per_token",
-         "model_gflops", "peak_gflops", "peak_source", "mfu", "wall_s", "cpu_share", "run_dir"]
+         "model_gflops", "peak_gflops", "peak_source", "mfu", "wall_s", "cpu_share", "final_loss", "val_loss",
+         "diverged_step", "run_dir"]
 path, count, grid = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(",")
 header = next(csv.reader(open(path)))
 want = FIXED[:3] + ["grid:" + g for g in grid] + FIXED[3:]

@@ -4,7 +4,9 @@
 # zb1 with ZeRO-1), recomputation inside the pipeline, an explicit uneven split and untied
 # embeddings give per-step losses within 1e-5 relative for 20 steps and the same final parameters,
 # with dropout 0 and 0.1; so do deepnorm (pp 4; pp 2 x dp 2 with recomputation) and highway with
-# stochastic depth (pp 2 x dp 2 interleaved), whose per-layer diagnostics match the single process.
+# stochastic depth (pp 2 x dp 2 interleaved), whose per-layer diagnostics match the single process,
+# and pre-norm under CompleteP with stochastic depth that skips dropped blocks (pp 2 x dp 2 with
+# zb1's split backward, pp 4 with recomputation).
 #   tests/pp_equivalence.sh BIN MPIRUN [MPIRUN_FLAGS...]
 set -u
 bin=$1
@@ -45,7 +47,12 @@ run deepnorm_pp2_dp2 2 2 --model.residual=deepnorm --run.diag_every=5 --parallel
 run highway_ref 1 1 --model.residual=highway --model.stochastic_depth=0.3 || status=1
 run highway_pp2_dp2 2 2 --model.residual=highway --model.stochastic_depth=0.3 --parallel.schedule=interleaved \
   --parallel.virtual=2 || status=1
-groups+=("deepnorm_ref=deepnorm_pp4,deepnorm_pp2_dp2" "highway_ref=highway_pp2_dp2")
+skip=(--model.stochastic_depth=0.3 --model.depth_scaling=completep --model.base_layers=4)
+run skip_ref 1 1 "${skip[@]}" || status=1
+run skip_pp2_dp2_zb1 2 2 "${skip[@]}" --parallel.schedule=zb1 || status=1
+run skip_pp4_recompute 1 4 "${skip[@]}" --parallel.recompute=block || status=1
+groups+=("deepnorm_ref=deepnorm_pp4,deepnorm_pp2_dp2" "highway_ref=highway_pp2_dp2"
+         "skip_ref=skip_pp2_dp2_zb1,skip_pp4_recompute")
 [ "$status" -eq 0 ] || exit 1
 /usr/bin/python3 "$(dirname "$0")/../lib/compare_runs.py" "$work" 20 "${groups[@]}" || exit 1
 /usr/bin/python3 - "$work" <<'PY'

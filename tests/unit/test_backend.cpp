@@ -1,6 +1,6 @@
 // The one model walk on every backend, against the CPU in double precision: one training step
-// (forward, backward, every residual variant, stochastic depth, recomputation) gives the same loss
-// and parameter gradients. The test body is written once and instantiated per backend: the CPU in
+// (forward, backward, every residual variant, stochastic depth, CompleteP's branch multiplier,
+// recomputation) gives the same loss and parameter gradients. The test body is written once and instantiated per backend: the CPU in
 // fp32 here, and, in a build with the CUDA backend, the GPU in fp32 and bf16 (skipped, with the
 // reason, where no GPU is present).
 #include <gtest/gtest.h>
@@ -57,8 +57,13 @@ ModelConfig small_model(const std::string& variant) {
   m.seq_len = 8;
   m.vocab = 13;
   m.dropout = 0.1;
-  m.residual = variant == "stochastic_depth" ? Residual::kPreNorm : *choice_named<Residual>(variant);
-  if (variant == "stochastic_depth") m.stochastic_depth = 0.5;
+  const bool skipping = variant == "stochastic_depth" || variant == "completep";
+  m.residual = skipping ? Residual::kPreNorm : *choice_named<Residual>(variant);
+  if (skipping) m.stochastic_depth = 0.5;  // dropped blocks skipped
+  if (variant == "completep") {            // and every branch x 1/3, in the drop-path kernel
+    m.depth_scaling = DepthScaling::kCompleteP;
+    m.base_layers = 1;
+  }
   return m;
 }
 
@@ -112,7 +117,8 @@ TYPED_TEST(BackendStep, EveryVariantMatchesTheDoubleReference) {
   if (!backend) GTEST_SKIP() << "no CUDA device: " << why;
   const int B = 2;
   for (const char* variant :
-       {"prenorm", "postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway", "stochastic_depth"}) {
+       {"prenorm", "postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway", "stochastic_depth",
+        "completep"}) {
     for (const bool recompute : {false, true}) {
       SCOPED_TRACE(std::string(variant) + (recompute ? ", recompute" : ""));
       const ModelConfig config = small_model(variant);

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
+#include "src/checkpoint/checkpoint.h"
 #include "src/checkpoint/index.h"
 #include "src/util/error.h"
 
@@ -122,3 +124,27 @@ TEST(CheckpointIndex, EveryDamagedCopyIsParsedOrRefused) {
 
 }  // namespace
 }  // namespace kl::checkpoint
+
+namespace kl {
+namespace {
+
+// A checkpoint saved under one depth parametrisation resumed under another is refused, naming the
+// keys (the saved config is the record: model.depth_scaling and model.base_layers are in it).
+TEST(CheckpointConfig, AnotherDepthParametrisationIsRefused) {
+  const Config saved = load_config("", {"--model.depth_scaling=completep", "--model.base_layers=8"});
+  EXPECT_EQ(checkpoint::compare_configs(saved.to_ini(), saved, "checkpoint x"), "");
+  for (const auto& now : {std::vector<std::string>{"--model.depth_scaling=standard"},
+                          std::vector<std::string>{"--model.depth_scaling=completep", "--model.base_layers=4"}}) {
+    try {
+      checkpoint::compare_configs(saved.to_ini(), load_config("", now), "checkpoint x");
+      ADD_FAILURE() << "accepted " << now[0];
+    } catch (const UserError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("holds another architecture than the config: model.base_layers: 8 -> "), std::string::npos)
+          << what;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kl

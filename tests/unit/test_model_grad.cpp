@@ -76,14 +76,30 @@ TEST_P(ModelGrad, EveryParameterMatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(TiedAndUntiedPaddedOrNot, ModelGrad, ::testing::Combine(::testing::Bool(), ::testing::Bool()));
 
-// Every residual variant (and stochastic depth) against finite differences, every parameter.
+// "residual[+stochastic_depth][+depth_mup|+completep]": a variant, with stochastic depth (some rows
+// dropped, some kept: skipped for prenorm, rezero and layerscale, zeroed for the rest) and a depth
+// parametrisation at L0 = 2 (3 blocks: branch multiplier (2/3)^alpha).
+ModelConfig variant_model(const std::string& variant) {
+  ModelConfig config = tiny_model(true);
+  const std::string residual = variant.substr(0, variant.find('+'));
+  config.residual = residual == "stochastic_depth" ? Residual::kPreNorm : *choice_named<Residual>(residual);
+  if (variant.find("stochastic_depth") != std::string::npos) config.stochastic_depth = 0.6;
+  for (DepthScaling d : {DepthScaling::kDepthMuP, DepthScaling::kCompleteP}) {
+    if (variant.find(std::string("+") + name_of(d)) != std::string::npos) {
+      config.depth_scaling = d;
+      config.base_layers = 2;
+    }
+  }
+  return config;
+}
+
+// Every residual variant (and stochastic depth, and the depth parametrisations) against finite
+// differences, every parameter.
 class VariantGrad : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(VariantGrad, EveryParameterMatchesFiniteDifferences) {
-  ModelConfig config = tiny_model(true);
   const std::string variant = GetParam();
-  config.residual = variant == "stochastic_depth" ? Residual::kPreNorm : *choice_named<Residual>(variant);
-  if (variant == "stochastic_depth") config.stochastic_depth = 0.6;  // some rows dropped, some kept
+  const ModelConfig config = variant_model(variant);
   const int B = 3;
   test::WholeModel<double> model(config, B, /*recompute=*/false);
   model.init(7);
@@ -106,7 +122,10 @@ TEST_P(VariantGrad, EveryParameterMatchesFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Residual, VariantGrad,
                          ::testing::Values("postnorm", "plain", "rezero", "layerscale", "deepnorm", "highway",
-                                           "stochastic_depth"));
+                                           "stochastic_depth", "rezero+stochastic_depth",
+                                           "layerscale+stochastic_depth", "postnorm+stochastic_depth",
+                                           "prenorm+depth_mup", "prenorm+completep", "plain+completep",
+                                           "layerscale+depth_mup+stochastic_depth"));
 
 TEST(ModelVariants, ReZeroStartsAsTheIdentity) {
   // At initialisation every rezero block passes the stream through exactly: 5 blocks compute the

@@ -3,7 +3,9 @@
 // ten AdamW steps with clipping and the learning-rate schedule. Run in double (to near machine
 // precision) and in float (the training path, at fp32 tolerances). Each also with a padded vocabulary
 // (model.vocab_padded = vocab + 16): the reference's tensors are the true rows, the padding must stay
-// zero with a zero gradient, and everything else must match as unpadded.
+// zero with a zero gradient, and everything else must match as unpadded. Both again for Depth-muP
+// (model.depth_scaling = depth_mup, L0 from the fixture): PyTorch multiplies each branch and sets
+// the blocks' parameter groups' learning rate and epsilon itself.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -171,9 +173,20 @@ class TorchReference : public ::testing::Test {};
 using Precisions = ::testing::Types<double, float>;
 TYPED_TEST_SUITE(TorchReference, Precisions);
 
+// The fixture's model as kilolayer's config: standard (prefix "") or Depth-muP ("dmup/"), the
+// vocabulary padded by `padding` rows.
+ModelConfig fixture_model(const std::string& prefix, int padding) {
+  ModelConfig m = fixture_model(padding);
+  if (prefix == "dmup/") {
+    m.depth_scaling = DepthScaling::kDepthMuP;
+    m.base_layers = static_cast<int>(fixture().scalar("dmup.base_layers"));
+  }
+  return m;
+}
+
 template <class T>
-void check_forward_loss_and_every_gradient(int padding) {
-  const ModelConfig config = fixture_model(padding);
+void check_forward_loss_and_every_gradient(const std::string& prefix, int padding) {
+  const ModelConfig config = fixture_model(prefix, padding);
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   test::WholeModel<T> model(config, B, false);
   load_weights(model, "param/");
@@ -189,15 +202,15 @@ void check_forward_loss_and_every_gradient(int padding) {
   std::vector<double> stream_grad_norm;
   for (double sq : stats.grad_sq) stream_grad_norm.push_back(std::sqrt(sq));
   stream_grad_norm.push_back(std::sqrt(stats.final_grad_sq));
-  expect_close("diagnostics' |dL/dx_l|", stream_grad_norm.data(), fixture().at("stream_grad_norm"), Tolerance<T>::abs,
-               Tolerance<T>::rel);
+  expect_close(prefix + "diagnostics' |dL/dx_l|", stream_grad_norm.data(), fixture().at(prefix + "stream_grad_norm"),
+               Tolerance<T>::abs, Tolerance<T>::rel);
   const auto logits = model.logits();  // the true vocabulary's columns
-  ASSERT_EQ(logits.size(), fixture().at("logits").size());
-  expect_close("logits", logits.data(), fixture().at("logits"), Tolerance<T>::abs, Tolerance<T>::rel);
-  EXPECT_NEAR(loss, fixture().scalar("loss"), Tolerance<T>::loss);
+  ASSERT_EQ(logits.size(), fixture().at(prefix + "logits").size());
+  expect_close(prefix + "logits", logits.data(), fixture().at(prefix + "logits"), Tolerance<T>::abs, Tolerance<T>::rel);
+  EXPECT_NEAR(loss, fixture().scalar(prefix + "loss"), Tolerance<T>::loss);
   for (const ParamSpec& spec : model.table().specs()) {
-    expect_close("grad of " + spec.name, model.grads().data() + spec.offset,
-                 fixture().at("grad/" + spec.name), Tolerance<T>::abs, Tolerance<T>::rel);
+    expect_close(prefix + "grad of " + spec.name, model.grads().data() + spec.offset,
+                 fixture().at(prefix + "grad/" + spec.name), Tolerance<T>::abs, Tolerance<T>::rel);
   }
   expect_zero_padding<T>("gradient", model.table(), model.grads());
 }
@@ -205,21 +218,24 @@ void check_forward_loss_and_every_gradient(int padding) {
 TYPED_TEST(TorchReference, ForwardLossAndEveryGradient) {
   for (const int padding : kPadding) {
     SCOPED_TRACE("vocabulary padded by " + std::to_string(padding) + " rows");
-    check_forward_loss_and_every_gradient<TypeParam>(padding);
+    check_forward_loss_and_every_gradient<TypeParam>("", padding);
   }
+}
+TYPED_TEST(TorchReference, DepthMuPForwardLossAndEveryGradient) {
+  check_forward_loss_and_every_gradient<TypeParam>("dmup/", 0);
 }
 
 template <class T>
-void check_ten_adamw_steps(int padding) {
-  const ModelConfig config = fixture_model(padding);
+void check_ten_adamw_steps(const std::string& prefix, int padding) {
+  const ModelConfig config = fixture_model(prefix, padding);
   const TrainConfig train = fixture_training();
   const int B = static_cast<int>(fixture().scalar("meta.batch"));
   test::WholeModel<T> model(config, B, false);
   load_weights(model, "param/");
   AdamW<T> optimizer(model.table(), train, 0, static_cast<int64_t>(model.params().size()), model.ops());
-  const auto inputs = fixture().ints("steps.inputs");
-  const auto targets = fixture().ints("steps.targets");
-  const auto& ref_losses = fixture().at("steps.losses");
+  const auto inputs = fixture().ints(prefix + "steps.inputs");
+  const auto targets = fixture().ints(prefix + "steps.targets");
+  const auto& ref_losses = fixture().at(prefix + "steps.losses");
   const int64_t per_step = int64_t{B} * config.seq_len;
   for (int64_t step = 0; step < train.steps; ++step) {
     model.zero_grads();
@@ -227,12 +243,12 @@ void check_ten_adamw_steps(int padding) {
                                                targets.data() + step * per_step, B, {}, 1.0 / per_step);
     clip_grad_norm(model.ops(), model.grads(), train.clip);
     optimizer.update(model.params(), model.grads(), learning_rate(train, step), step + 1);
-    EXPECT_NEAR(loss, ref_losses[static_cast<size_t>(step)], 10 * Tolerance<T>::loss) << "step " << step + 1;
+    EXPECT_NEAR(loss, ref_losses[static_cast<size_t>(step)], 10 * Tolerance<T>::loss) << prefix << "step " << step + 1;
   }
   EXPECT_LT(ref_losses.back(), ref_losses.front() - 0.1) << "the reference run should learn";
   for (const ParamSpec& spec : model.table().specs()) {
-    expect_close("final " + spec.name, model.params().data() + spec.offset,
-                 fixture().at("final/" + spec.name), 10 * Tolerance<T>::abs, 10 * Tolerance<T>::rel);
+    expect_close(prefix + "final " + spec.name, model.params().data() + spec.offset,
+                 fixture().at(prefix + "final/" + spec.name), 10 * Tolerance<T>::abs, 10 * Tolerance<T>::rel);
   }
   expect_zero_padding<T>("parameters after ten steps (weight decay included)", model.table(), model.params());
 }
@@ -240,9 +256,10 @@ void check_ten_adamw_steps(int padding) {
 TYPED_TEST(TorchReference, TenAdamWStepsWithClippingAndSchedule) {
   for (const int padding : kPadding) {
     SCOPED_TRACE("vocabulary padded by " + std::to_string(padding) + " rows");
-    check_ten_adamw_steps<TypeParam>(padding);
+    check_ten_adamw_steps<TypeParam>("", padding);
   }
 }
+TYPED_TEST(TorchReference, DepthMuPTenAdamWSteps) { check_ten_adamw_steps<TypeParam>("dmup/", 0); }
 
 }  // namespace
 }  // namespace kl

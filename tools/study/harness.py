@@ -30,7 +30,8 @@ STUDY_DEFAULTS = {"run.log_every": "1", "checkpoint.dir": "none"}
 ROUND_MEDIANS = ("tokens_per_s", "step_time_s", "bubble", "comm_wait_s", "p2p_wait_s", "peak_rss_mb_max",
                  "model_gflops", "mfu", "wall_s", "cpu_share")
 # Columns a failed point keeps beyond its settings and its error.
-KEPT_WHEN_FAILED = ("bubble_theory", "flops_per_token", "peak_gflops", "peak_source", "wall_s", "run_dir")
+KEPT_WHEN_FAILED = ("bubble_theory", "flops_per_token", "peak_gflops", "peak_source", "wall_s", "diverged_step",
+                    "run_dir")
 
 
 @dataclasses.dataclass
@@ -271,6 +272,15 @@ def run_point(study, index, point, round_):
             row["model_gflops"] = row["tokens_per_s"] * row["flops_per_token"] / 1e9
             if study.peak[0]:
                 row["mfu"] = row["model_gflops"] / study.peak[0]
+    # What the run learned, for learning-rate sweeps (launch/transfer_study.sh): the training loss
+    # averaged over the last tenth of the steps, the last validation loss, and where it diverged.
+    losses = [r["loss"] for r in rows if r.get("loss") is not None]
+    if losses:
+        row["final_loss"] = statistics.mean(losses[-max(1, len(losses) // 10):])
+    vals = [r["val_loss"] for r in rows if r.get("val_loss") is not None]
+    row["val_loss"] = vals[-1] if vals else None
+    diverged = re.search(r"diverged at step (\d+)", log_text)
+    row["diverged_step"] = int(diverged.group(1)) if diverged else None
     if ranks and os.path.isdir(os.path.join(run_dir, "peak_rss")):
         per_rank, cpu = read_rank_usage(run_dir, ranks)
         known = [x for x in per_rank if x is not None]

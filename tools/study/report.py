@@ -10,7 +10,8 @@ FIXED_COLUMNS = [
     "virtual", "micro_batch", "micro_batches", "global_batch", "layers", "d_model", "seq_len", "params",
     "steps", "measured_steps", "rounds", "tokens_per_s", "step_time_s", "bubble", "bubble_theory", "comm_wait_s",
     "p2p_wait_s", "peak_rss_mb_max", "peak_rss_mb_ranks", "activation_mb_stages", "flops_per_token",
-    "model_gflops", "peak_gflops", "peak_source", "mfu", "wall_s", "cpu_share", "run_dir"]
+    "model_gflops", "peak_gflops", "peak_source", "mfu", "wall_s", "cpu_share", "final_loss", "val_loss",
+    "diverged_step", "run_dir"]
 
 # The study.md table's measurement columns (micro_batches left out where it is a grid key).
 TABLE_COLUMNS = ("ranks", "threads", "micro_batches", "tokens_per_s", "step_time_s", "bubble", "bubble_theory",

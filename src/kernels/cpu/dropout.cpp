@@ -3,6 +3,7 @@
 // recipe is src/util/rng.h's dropout_draw, which the GPU draws with too. One 64-bit hash feeds four
 // elements. Nothing depends on threads, ranks or micro-batching, and the backward pass regenerates
 // the mask instead of storing it.
+#include <algorithm>
 #include <cmath>
 
 #include "src/kernels/cpu/ops.h"
@@ -47,14 +48,15 @@ void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, cons
   apply_mask(dinp, dout, B, row, p, key);
 }
 
-// One uniform draw per sample decides its whole row: the branch is there or not.
+// One uniform draw per sample decides its whole row: the branch is there or not. `gain` multiplies
+// every kept row too (the depth parametrisation's branch multiplier); p = 0 keeps every row.
 template <class T>
-void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key) {
-  if (p <= 0.0) return;
-  const T keep_scale = T(1.0 / (1.0 - p));
+void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key, double gain) {
+  if (p <= 0.0 && gain == 1.0) return;
+  const T keep_scale = T(gain / (1.0 - std::max(p, 0.0)));
   for (int b = 0; b < B; ++b) {
     const uint64_t stream = rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site);
-    const T factor = rng::drop_path_keeps(stream, p) ? keep_scale : T(0);
+    const T factor = p <= 0.0 || rng::drop_path_keeps(stream, p) ? keep_scale : T(0);
     T* y = x + int64_t{b} * row;
 #pragma omp parallel for schedule(static)
     for (int64_t e = 0; e < row; ++e) y[e] *= factor;
@@ -62,7 +64,7 @@ void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key) {
 }
 
 #define KL_INSTANTIATE(T)                                                                   \
-  template void drop_path<T>(T*, int, int64_t, double, const DropoutKey&);                 \
+  template void drop_path<T>(T*, int, int64_t, double, const DropoutKey&, double);         \
   template void dropout_forward<T>(T*, const T*, int, int64_t, double, const DropoutKey&); \
   template void dropout_backward<T>(T*, const T*, int, int64_t, double, const DropoutKey&);
 KL_INSTANTIATE(float)

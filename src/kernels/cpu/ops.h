@@ -74,9 +74,10 @@ template <class T>
 void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, const DropoutKey& key);
 
 // Drop-path (stochastic depth), in place over [B, row]: row b is zeroed with probability p, drawn
-// once per (seed, step, global sample, site), else scaled by 1 / (1 - p). Its own backward.
+// once per (seed, step, global sample, site), else scaled by gain / (1 - p) (gain: the depth
+// parametrisation's branch multiplier; p = 0 scales every row by gain). Its own backward.
 template <class T>
-void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key);
+void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key, double gain = 1.0);
 
 // out[b,t,:] = wte[tokens[b,t],:] + wpe[t,:]
 template <class T>

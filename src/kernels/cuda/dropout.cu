@@ -43,7 +43,7 @@ template <class T>
 __global__ void drop_path_kernel(T* x, int B, int64_t row, double p, float keep_scale, cpu::DropoutKey key) {
   for (int b = blockIdx.y; b < B; b += gridDim.y) {
     const uint64_t stream = rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site);
-    const float factor = rng::drop_path_keeps(stream, p) ? keep_scale : 0.0f;
+    const float factor = p <= 0.0 || rng::drop_path_keeps(stream, p) ? keep_scale : 0.0f;
     T* y = x + int64_t{b} * row;
     for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < row; e += int64_t{gridDim.x} * blockDim.x) {
       y[e] = from_float<T>(to_float(y[e]) * factor);
@@ -80,9 +80,10 @@ void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::D
 }
 
 template <class T>
-void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, cudaStream_t stream) {
-  if (p <= 0.0 || int64_t{B} * row <= 0) return;
-  const auto keep_scale = static_cast<float>(1.0 / (1.0 - p));  // the CPU's T(1.0 / (1.0 - p))
+void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, cudaStream_t stream, double gain) {
+  if ((p <= 0.0 && gain == 1.0) || int64_t{B} * row <= 0) return;
+  // The CPU's T(gain / (1.0 - p)).
+  const auto keep_scale = static_cast<float>(gain / (1.0 - (p > 0.0 ? p : 0.0)));
   drop_path_kernel<<<row_grid(B, row), kThreads, 0, stream>>>(x, B, row, p, keep_scale, key);
   KL_CHECK_LAUNCH();
 }
@@ -90,7 +91,7 @@ void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, c
 template void dropout<float, float>(float*, const float*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t);
 template void dropout<bf16, bf16>(bf16*, const bf16*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t);
 template void dropout<float, bf16>(bf16*, const float*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t);
-template void drop_path<float>(float*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t);
-template void drop_path<bf16>(bf16*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t);
+template void drop_path<float>(float*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t, double);
+template void drop_path<bf16>(bf16*, int, int64_t, double, const cpu::DropoutKey&, cudaStream_t, double);
 
 }  // namespace kl::cuda

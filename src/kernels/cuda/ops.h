@@ -118,9 +118,10 @@ template <class In, class Out>
 void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key,
              cudaStream_t stream);
 // Drop-path (stochastic depth) in place over [B, row], the CPU's draw: row b is zeroed when
-// rng::uniform(key of sample b, 0) <= p, else scaled by 1 / (1 - p).
+// rng::uniform(key of sample b, 0) <= p, else scaled by gain / (1 - p) (p = 0: every row by gain).
 template <class T>
-void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, cudaStream_t stream);
+void drop_path(T* x, int B, int64_t row, double p, const cpu::DropoutKey& key, cudaStream_t stream,
+               double gain = 1.0);
 
 // --- softmax_xent.cu: fused softmax + cross-entropy over logits [N,Vp], the vocabulary their first V columns ---
 // losses[n] = -log softmax(logits[n][0, V))[target[n]]; lse[n] = its log sum exp, for the backward.
