@@ -161,12 +161,12 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   mine.params = params;
   mine.exp_avg = m;
   mine.exp_avg_sq = v;
-  mine.writer = true;
+  mine.writes = {0, stage.buffer_size()};
   checkpoint::Header header;
   header.step = 5;
   header.config = "[model]\nlayers = " + std::to_string(ranks) + "\n";
   header.layout = "dp=1 pp=" + std::to_string(ranks);
-  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world, world.get());
+  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world);
   EXPECT_EQ(world->all_reduce_sum(double(bytes)), 3.0 * double(ParamTable(model).parameter_count()) * sizeof(float));
 
   if (rank == 0) {
@@ -191,6 +191,68 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
         ASSERT_EQ(m2[static_cast<size_t>(i)], x + 1.0f) << spec.name;
         ASSERT_EQ(v2[static_cast<size_t>(i)], x * x) << spec.name;
       }
+    }
+    std::filesystem::remove_all(name.data());
+  }
+  world->barrier();
+}
+
+// ZeRO-1's way: every rank holds the whole model's table but writes only its 1/ranks share of the
+// flat buffer, so most tensors are split between two ranks (each rank's part a hyperslab of the
+// dataset). The tensors' CRC-32s, combined from the parts' (crc32_combine), and the seal's, combined
+// from the parts' and the bytes between them, must equal zlib's over the whole bytes: read_tensors
+// checks the first, verify() the second, each by reading the file through.
+TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
+  auto world = MpiComm::world();
+  const int rank = world->rank(), ranks = world->size();
+  ModelConfig model;
+  model.layers = 3;
+  model.d_model = 16;
+  model.heads = 2;
+  model.seq_len = 8;
+  model.vocab = 40;
+  std::vector<char> name(256, '\0');
+  if (rank == 0) {
+    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_shards.XXXXXX").string();
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
+  }
+  world->broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
+  const std::string path = std::string(name.data()) + "/state.h5";
+
+  const ParamTable whole(model);
+  const int64_t n = whole.buffer_size(), begin = n * rank / ranks, end = n * (rank + 1) / ranks;
+  std::vector<float> expected(static_cast<size_t>(n));
+  init_parameters(whole, 3, expected.data());
+  // Only this rank's share, as under ZeRO-1 (base: the table element at index 0).
+  std::vector<float> p(expected.begin() + begin, expected.begin() + end), m(p), v(p);
+  for (size_t i = 0; i < p.size(); ++i) m[i] = 2.0f * p[i], v[i] = p[i] * p[i];
+  checkpoint::RankState mine;
+  mine.table = &whole;
+  mine.params = p;
+  mine.exp_avg = m;
+  mine.exp_avg_sq = v;
+  mine.writes = {begin, end};
+  mine.base = begin;
+  checkpoint::Header header;
+  header.step = 9;
+  header.config = "[model]\nlayers = 3\n";
+  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world);
+  EXPECT_EQ(bytes, 3 * (end - begin) * int64_t{sizeof(float)});
+
+  if (rank == 0) {
+    checkpoint::verify(path);  // the seal's CRC-32, combined, equals the file's
+    std::vector<float> p2(expected.size()), m2(expected.size()), v2(expected.size());
+    checkpoint::RankState all;
+    all.table = &whole;
+    all.params = p2;
+    all.exp_avg = m2;
+    all.exp_avg_sq = v2;
+    checkpoint::read_tensors(path, all);  // each tensor's CRC-32, combined, equals its bytes'
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_EQ(p2[i], expected[i]) << i;
+      ASSERT_EQ(m2[i], 2.0f * expected[i]) << i;
+      ASSERT_EQ(v2[i], expected[i] * expected[i]) << i;
     }
     std::filesystem::remove_all(name.data());
   }
