@@ -1,6 +1,7 @@
-// The checkpoint file: one HDF5 file, written by every rank at once through MPI-IO (parallel
-// HDF5), holding the whole training state under the parameter table's GLOBAL names, so any
-// layout (dp, pp, schedule, virtual chunks, ZeRO) can read what any other wrote:
+// The checkpoint file: one HDF5 file, laid out by rank 0 (serial HDF5) and filled by every writer
+// rank at once (pwrite at the datasets' offsets; see the phases below), holding the whole training
+// state under the parameter table's GLOBAL names, so any layout (dp, pp, schedule, virtual chunks,
+// ZeRO) can read what any other wrote:
 //
 //   /model/<name>                 fp32 parameters, e.g. /model/layers/000123/attn.qkv.weight
 //   /optim/exp_avg/<name>         AdamW first moments

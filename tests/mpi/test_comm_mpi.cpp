@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,18 @@ TEST(MpiComm, BootstrapsAnNcclIdOverBroadcastBytes) {
   for (size_t i = 0; i < joined.size(); ++i) ASSERT_EQ(joined[i], static_cast<char>(i + 1)) << i;
 }
 
+// One fresh directory for all ranks: rank 0 makes it and broadcasts its name.
+std::string shared_temp_dir(Comm& world) {
+  std::vector<char> name(256, '\0');
+  if (world.rank() == 0) {
+    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_checkpoint.XXXXXX").string();
+    if (::mkdtemp(dir.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
+  }
+  world.broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
+  return name.data();
+}
+
 // Every rank holds one pipeline stage (a block; the embeddings on the first, the head on the last)
 // and writes it into one file through parallel HDF5 on the communicator handed over explicitly;
 // read back under the whole model's table, every tensor is the one its stage wrote.
@@ -141,15 +154,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   model.vocab = 32;
   model.tie_embeddings = false;  // no tied copy: each tensor has exactly one writer
 
-  // One directory for all ranks: rank 0 makes it and broadcasts its name.
-  std::vector<char> name(256, '\0');
-  if (rank == 0) {
-    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_checkpoint.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
-  }
-  world->broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
-  const std::string path = std::string(name.data()) + "/state.h5";
+  const std::string dir = shared_temp_dir(*world), path = dir + "/state.h5";
 
   const ParamTable stage(model, {rank}, rank == 0, rank == ranks - 1);
   std::vector<float> params(static_cast<size_t>(stage.buffer_size()));
@@ -192,7 +197,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
         ASSERT_EQ(v2[static_cast<size_t>(i)], x * x) << spec.name;
       }
     }
-    std::filesystem::remove_all(name.data());
+    std::filesystem::remove_all(dir);
   }
   world->barrier();
 }
@@ -211,14 +216,7 @@ TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
   model.heads = 2;
   model.seq_len = 8;
   model.vocab = 40;
-  std::vector<char> name(256, '\0');
-  if (rank == 0) {
-    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_shards.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
-  }
-  world->broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
-  const std::string path = std::string(name.data()) + "/state.h5";
+  const std::string dir = shared_temp_dir(*world), path = dir + "/state.h5";
 
   const ParamTable whole(model);
   const int64_t n = whole.buffer_size(), begin = n * rank / ranks, end = n * (rank + 1) / ranks;
@@ -254,7 +252,7 @@ TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
       ASSERT_EQ(m2[i], 2.0f * expected[i]) << i;
       ASSERT_EQ(v2[i], expected[i] * expected[i]) << i;
     }
-    std::filesystem::remove_all(name.data());
+    std::filesystem::remove_all(dir);
   }
   world->barrier();
 }
