@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -140,6 +141,19 @@ std::string shared_temp_dir(Comm& world) {
   return name.data();
 }
 
+// The parameters and both moments of every tensor of `table` in the checkpoint `path`.
+std::array<std::vector<float>, 3> read_whole(const std::string& path, const ParamTable& table) {
+  std::array<std::vector<float>, 3> state;
+  for (auto& part : state) part.resize(static_cast<size_t>(table.buffer_size()));
+  checkpoint::RankState all;
+  all.table = &table;
+  all.params = state[0];
+  all.exp_avg = state[1];
+  all.exp_avg_sq = state[2];
+  checkpoint::read_tensors(path, all);
+  return state;
+}
+
 // Every rank holds one pipeline stage (a block; the embeddings on the first, the head on the last)
 // and writes it into one file through parallel HDF5 on the communicator handed over explicitly;
 // read back under the whole model's table, every tensor is the one its stage wrote.
@@ -182,13 +196,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
     const ParamTable whole(model);
     std::vector<float> expected(static_cast<size_t>(whole.buffer_size()));
     init_parameters(whole, 7, expected.data());
-    std::vector<float> p2(expected.size()), m2(expected.size()), v2(expected.size());
-    checkpoint::RankState all;
-    all.table = &whole;
-    all.params = p2;
-    all.exp_avg = m2;
-    all.exp_avg_sq = v2;
-    checkpoint::read_tensors(path, all);
+    const auto [p2, m2, v2] = read_whole(path, whole);
     for (const ParamSpec& spec : whole.specs()) {
       for (int64_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
         const float x = expected[static_cast<size_t>(i)];
@@ -240,13 +248,7 @@ TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
 
   if (rank == 0) {
     checkpoint::verify(path);  // the seal's CRC-32, combined, equals the file's
-    std::vector<float> p2(expected.size()), m2(expected.size()), v2(expected.size());
-    checkpoint::RankState all;
-    all.table = &whole;
-    all.params = p2;
-    all.exp_avg = m2;
-    all.exp_avg_sq = v2;
-    checkpoint::read_tensors(path, all);  // each tensor's CRC-32, combined, equals its bytes'
+    const auto [p2, m2, v2] = read_whole(path, whole);  // each tensor's CRC-32, combined, equals its bytes'
     for (size_t i = 0; i < expected.size(); ++i) {
       ASSERT_EQ(p2[i], expected[i]) << i;
       ASSERT_EQ(m2[i], 2.0f * expected[i]) << i;
