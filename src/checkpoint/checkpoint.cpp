@@ -11,11 +11,11 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <ostream>
 #include <sstream>
+#include <stdexcept>
 
-#include "comm/mpi_comm.h"
-#include "comm/watchdog.h"
 #include "src/checkpoint/h5.h"
 #include "src/util/error.h"
 
@@ -60,12 +60,18 @@ struct Fd {
   Fd& operator=(Fd&&) = delete;
 };
 
-// CRC-32 of the bytes of `fd` from kSealBytes to `size`; false on a read error or early end.
-bool crc_after_seal(int fd, int64_t size, uint32_t* crc) {
-  std::vector<char> buffer(size_t{4} << 20);
+// An I/O failure of a save's phases, which may run on a background thread: thrown, for the
+// training thread to rethrow (see checkpoint.h).
+void io_check(bool ok, const std::string& message) {
+  if (!ok) throw std::runtime_error(message + (errno ? std::string(": ") + std::strerror(errno) : ""));
+}
+
+// CRC-32 of the bytes [from, to) of `fd`; false on a read error or early end.
+bool crc_of_range(int fd, int64_t from, int64_t to, uint32_t* crc) {
+  std::vector<char> buffer(static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(to - from, 1), int64_t{4} << 20)));
   uLong c = crc32(0L, Z_NULL, 0);
-  for (int64_t at = kSealBytes; at < size;) {
-    const ssize_t got = ::pread(fd, buffer.data(), std::min<int64_t>(int64_t(buffer.size()), size - at), at);
+  for (int64_t at = from; at < to;) {
+    const ssize_t got = ::pread(fd, buffer.data(), std::min<int64_t>(int64_t(buffer.size()), to - at), at);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) return false;
     c = crc_update(c, buffer.data(), got);
@@ -73,6 +79,16 @@ bool crc_after_seal(int fd, int64_t size, uint32_t* crc) {
   }
   *crc = static_cast<uint32_t>(c);
   return true;
+}
+
+// Writes the seal of a file of `size` bytes whose bytes after the seal have CRC-32 `crc`, and
+// fsyncs the file.
+void write_seal(int fd, const std::string& path, int64_t size, uint32_t crc) {
+  char block[kSealBytes] = {};
+  std::snprintf(block, sizeof block, "%s%lld\nsize %lld\ncrc32 %08x\n", kSealMagic,
+                static_cast<long long>(kFormatVersion), static_cast<long long>(size), crc);
+  io_check(::pwrite(fd, block, kSealBytes, 0) == kSealBytes && ::fsync(fd) == 0,
+           "cannot write the seal of " + path + " (disk full?)");
 }
 
 // Reads and parses the seal of an open file; throws UserError naming `path` and the problem.
@@ -119,12 +135,8 @@ void seal(const std::string& path) {
   struct stat st {};
   KL_CHECK(::fstat(fd.fd, &st) == 0, "cannot stat " + path);
   uint32_t crc = 0;
-  KL_CHECK(crc_after_seal(fd.fd, st.st_size, &crc), "cannot read back " + path + " to seal it");
-  char block[kSealBytes] = {};
-  std::snprintf(block, sizeof block, "%s%lld\nsize %lld\ncrc32 %08x\n", kSealMagic,
-                static_cast<long long>(kFormatVersion), static_cast<long long>(st.st_size), crc);
-  KL_CHECK(::pwrite(fd.fd, block, kSealBytes, 0) == kSealBytes && ::fsync(fd.fd) == 0,
-           "cannot write the seal of " + path + " (disk full?)");
+  KL_CHECK(crc_of_range(fd.fd, kSealBytes, st.st_size, &crc), "cannot read back " + path + " to seal it");
+  write_seal(fd.fd, path, st.st_size, crc);
 }
 
 namespace {
@@ -245,47 +257,31 @@ std::map<std::string, std::string> ini_values(const std::string& ini) {
 
 }  // namespace
 
-int64_t write_file(const std::string& path, const Header& header, const ModelConfig& model,
-                   const RankState& mine, Comm& world, const MpiComm* world_mpi) {
-  KL_CHECK(world_mpi ? world_mpi->size() == world.size() && world_mpi->rank() == world.rank() : world.size() == 1,
-           "checkpoint::write_file: world_mpi must be the world's ranks as MPI (null only for one rank)");
-  h5::quiet();
+FilePlan plan_file(const std::string& path, const Header& header, const ModelConfig& model) {
+  // Offsets and CRC-32s still 0: the index's length depends on neither (fixed-width fields), and
+  // it sizes the user block, which HDF5 needs before the file exists.
+  FilePlan plan;
+  plan.path = path;
+  plan.index.header = header;
+  plan.index.header.format_version = kFormatVersion;
   const ParamTable global(model);
-  const auto& specs = global.specs();
-  const size_t n = specs.size();
-  // Which global tensors this rank writes, and every tensor's checksums: each is computed by its
-  // one writer and summed over the world (exact: 32-bit values in doubles), because attributes
-  // are metadata, which parallel HDF5 writes collectively with the same value on every rank.
-  std::vector<const ParamSpec*> local(n, nullptr);
-  std::vector<double> crcs(kGroups.size() * n, 0.0);
-  for (size_t i = 0; mine.writer && i < n; ++i) {
-    const ParamSpec* spec = mine.table->find(specs[i].name);
-    if (!spec || inside(*spec, mine.duplicate)) continue;
-    local[i] = spec;
-    for (size_t g = 0; g < kGroups.size(); ++g) crcs[g * n + i] = crc_of(part(mine, g).data() + spec->offset, spec->numel());
-  }
-  world.all_reduce_sum(crcs);
-  // The index (src/checkpoint/index.h), offsets still 0: its length does not depend on them, and
-  // it sizes the user block, which HDF5 needs before the file exists (a power of two).
-  Index index;
-  index.header = header;
-  index.header.format_version = kFormatVersion;
-  for (size_t g = 0; g < kGroups.size(); ++g) {
-    for (size_t i = 0; i < n; ++i) {
-      index.tensors[kGroups[g] + specs[i].name] = {0, specs[i].numel() * int64_t{sizeof(float)},
-                                                   static_cast<uint32_t>(crcs[g * n + i]), specs[i].shape};
+  for (const char* group : kGroups) {
+    for (const ParamSpec& spec : global.specs()) {
+      plan.index.tensors[group + spec.name] = {0, spec.numel() * int64_t{sizeof(float)}, 0, spec.shape};
     }
   }
-  const int64_t index_bytes = static_cast<int64_t>(format_index(index).size());
-  hsize_t userblock = 1024;
-  while (userblock < hsize_t(kSealBytes + index_bytes)) userblock *= 2;
+  plan.index_bytes = static_cast<int64_t>(format_index(plan.index).size());
+  return plan;
+}
 
-  // Parallel HDF5's collective calls are MPI operations the watchdog cannot see one by one: the
-  // whole write is one watched operation (a stopped peer would block it).
-  const uint64_t op = Watchdog::get().started("checkpoint write (parallel HDF5)", -1, 0);
-  Watchdog::Blocked watched(op);
+void create_file(FilePlan& plan) {
+  const std::string& path = plan.path;
+  const Header& header = plan.index.header;
+  hsize_t userblock = 1024;
+  while (userblock < hsize_t(kSealBytes + plan.index_bytes)) userblock *= 2;
+  const std::lock_guard<std::mutex> lock(h5::library_lock());
+  h5::quiet();
   h5::Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
-  if (world.size() > 1) KL_CHECK_H5(H5Pset_fapl_mpio(fapl.get(), world_mpi->native(), MPI_INFO_NULL));
   // HDF5 1.8's object format: the oldest keeps each attribute within 64 KiB of the object header, and
   // the data fingerprint of a thousand shards or a long spike window is larger.
   KL_CHECK_H5(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18));
@@ -293,7 +289,7 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   KL_CHECK_H5(H5Pset_userblock(fcpl.get(), userblock));  // zeros until the index and the seal are written
   // Exclusive: the file is new in a directory this run just made; a planted file or link fails it.
   h5::Id file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, fcpl.get(), fapl.get()), H5Fclose);
-  KL_CHECK(file.valid(), "cannot create checkpoint file " + path);
+  io_check(file.valid(), "cannot create checkpoint file " + path);
   h5::write_attribute(file.get(), "format_version", kFormatVersion);
   h5::write_attribute(file.get(), "step", header.step);
   h5::write_attribute(file.get(), "tokens_seen", header.tokens_seen);
@@ -308,46 +304,173 @@ int64_t write_file(const std::string& path, const Header& header, const ModelCon
   h5::Id dcpl(KL_CHECK_H5(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
   KL_CHECK_H5(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
   KL_CHECK_H5(H5Pset_obj_track_times(dcpl.get(), false));  // no timestamps: same state, same bytes
-  // Space allocated at creation, so that every rank knows every dataset's offset for the index.
+  // Space allocated at creation, so that every dataset's offset is known before any value is written.
   KL_CHECK_H5(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
-  int64_t bytes = 0;
+  for (auto& [name, entry] : plan.index.tensors) {
+    std::vector<hsize_t> dims(entry.shape.begin(), entry.shape.end());
+    h5::Id space(KL_CHECK_H5(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)), H5Sclose);
+    h5::Id ds(H5Dcreate2(file.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
+              H5Dclose);
+    io_check(ds.valid(), "cannot create dataset " + name + " in " + path + " (disk full?)");
+    const haddr_t offset = H5Dget_offset(ds.get());  // from the start of the file, user block included
+    io_check(offset != HADDR_UNDEF, "dataset " + name + " in " + path + " has no storage");
+    entry.offset = static_cast<int64_t>(offset);
+    h5::write_attribute(ds.get(), "crc32", int64_t{0});  // set by finish_file
+    io_check(ds.close(), "cannot close dataset " + name + " in " + path + " (disk full?)");
+  }
+  io_check(file.close(), "cannot finish creating " + path + " (disk full?)");
+}
+
+void share_offsets(FilePlan& plan, Comm& world) {
+  std::vector<int64_t> offsets;
+  for (const auto& [name, entry] : plan.index.tensors) offsets.push_back(entry.offset);
+  world.broadcast_bytes(std::as_writable_bytes(std::span(offsets)), 0);
+  size_t i = 0;
+  for (auto& [name, entry] : plan.index.tensors) entry.offset = offsets[i++];
+}
+
+std::vector<Piece> pieces_of(const FilePlan& plan, const RankState& mine) {
+  std::vector<Piece> pieces;
+  if (mine.writes.first >= mine.writes.second) return pieces;
   for (size_t g = 0; g < kGroups.size(); ++g) {
-    for (size_t i = 0; i < n; ++i) {
-      // Created by every rank (collective metadata); the data written by its writer alone.
-      std::vector<hsize_t> dims(specs[i].shape.begin(), specs[i].shape.end());
-      h5::Id space(KL_CHECK_H5(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)), H5Sclose);
-      const std::string name = kGroups[g] + specs[i].name;
-      h5::Id ds(H5Dcreate2(file.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT),
-                H5Dclose);
-      KL_CHECK(ds.valid(), "cannot create dataset " + name + " in " + path + " (disk full?)");
-      const haddr_t offset = H5Dget_offset(ds.get());  // from the start of the file, user block included
-      KL_CHECK(offset != HADDR_UNDEF, "dataset " + name + " in " + path + " has no storage");
-      index.tensors[name].offset = static_cast<int64_t>(offset);
-      h5::write_attribute(ds.get(), "crc32", static_cast<int64_t>(crcs[g * n + i]));
-      if (local[i]) {
-        const float* data = part(mine, g).data() + local[i]->offset;
-        KL_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0,
-                 "cannot write dataset " + name + " to " + path + " (disk full?)");
-        bytes += local[i]->numel() * int64_t{sizeof(float)};
-      }
-      KL_CHECK(ds.close(), "cannot close dataset " + name + " in " + path + " (disk full?)");
+    const std::span<float> values = part(mine, g);
+    for (const ParamSpec& spec : mine.table->specs()) {
+      if (inside(spec, mine.duplicate)) continue;
+      const int64_t from = std::max(spec.offset, mine.writes.first);
+      const int64_t to = std::min(spec.offset + spec.numel(), mine.writes.second);
+      if (from >= to) continue;
+      const int64_t offset = plan.index.tensors.at(kGroups[g] + spec.name).offset;
+      pieces.push_back({offset + (from - spec.offset) * int64_t{sizeof(float)}, values.data() + (from - mine.base),
+                        to - from});
     }
   }
-  KL_CHECK(file.close(), "cannot finish writing " + path + " (disk full?)");
-  Watchdog::get().completed(op);
-  // Durable before the commit protocol publishes it: every rank that wrote flushes its part.
-  if (bytes > 0) {
-    const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    KL_CHECK(fd.fd >= 0 && ::fsync(fd.fd) == 0, "cannot fsync " + path);
+  return pieces;
+}
+
+std::vector<Region> write_pieces(const std::string& path, const std::vector<Piece>& pieces) {
+  const auto fail = [&](const std::string& what) {
+    throw std::runtime_error("cannot " + what + " " + path + ": " + std::strerror(errno) + " (disk full?)");
+  };
+  std::vector<Region> regions;
+  const Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (fd.fd < 0) fail("open");
+  for (const Piece& piece : pieces) {
+    const auto* bytes = reinterpret_cast<const char*>(piece.data);
+    const int64_t size = piece.count * int64_t{sizeof(float)};
+    for (int64_t done = 0; done < size;) {
+      const ssize_t put = ::pwrite(fd.fd, bytes + done, static_cast<size_t>(size - done), piece.offset + done);
+      if (put < 0 && errno == EINTR) continue;
+      if (put <= 0) fail("write a tensor to");
+      done += put;
+    }
+    regions.push_back({piece.offset, size, crc_of(piece.data, piece.count)});
   }
-  world.barrier();  // every part is durable: the file is complete
+  if (::fsync(fd.fd) != 0) fail("fsync");
+  return regions;
+}
+
+std::vector<Region> gather_regions(const std::vector<Region>& mine, Comm& world) {
+  // Sums of doubles, each rank filling its own slots: exact for offsets below 2^53 and 32-bit CRCs.
+  std::vector<double> counts(static_cast<size_t>(world.size()), 0.0);
+  counts[static_cast<size_t>(world.rank())] = double(mine.size());
+  world.all_reduce_sum(counts);
+  size_t first = 0, total = 0;
+  for (int r = 0; r < world.size(); ++r) {
+    if (r < world.rank()) first += static_cast<size_t>(counts[static_cast<size_t>(r)]);
+    total += static_cast<size_t>(counts[static_cast<size_t>(r)]);
+  }
+  std::vector<double> values(3 * total, 0.0);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    values[3 * (first + i)] = double(mine[i].offset);
+    values[3 * (first + i) + 1] = double(mine[i].bytes);
+    values[3 * (first + i) + 2] = double(mine[i].crc);
+  }
+  world.all_reduce_sum(values);
+  std::vector<Region> all(total);
+  for (size_t i = 0; i < total; ++i) {
+    all[i] = {static_cast<int64_t>(values[3 * i]), static_cast<int64_t>(values[3 * i + 1]),
+              static_cast<uint32_t>(values[3 * i + 2])};
+  }
+  return all;
+}
+
+void finish_file(FilePlan plan, std::vector<Region> regions) {
+  const std::string& path = plan.path;
+  std::sort(regions.begin(), regions.end(), [](const Region& a, const Region& b) { return a.offset < b.offset; });
+  // Each tensor's CRC-32, combined from the pieces that cover its bytes, in order.
+  std::vector<TensorEntry*> by_offset;
+  for (auto& [name, entry] : plan.index.tensors) by_offset.push_back(&entry);
+  std::sort(by_offset.begin(), by_offset.end(), [](const auto* a, const auto* b) { return a->offset < b->offset; });
+  size_t next = 0;
+  for (TensorEntry* entry : by_offset) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    int64_t at = entry->offset;
+    for (; next < regions.size() && regions[next].offset < entry->offset + entry->bytes; ++next) {
+      KL_CHECK(regions[next].offset == at, "checkpoint " + path + ": the written pieces do not tile a tensor");
+      crc = crc32_combine(crc, regions[next].crc, static_cast<z_off_t>(regions[next].bytes));
+      at += regions[next].bytes;
+    }
+    KL_CHECK(at == entry->offset + entry->bytes, "checkpoint " + path + ": the written pieces do not cover a tensor");
+    entry->crc = static_cast<uint32_t>(crc);
+  }
+  {  // the attributes, for h5py and the PyTorch export (kilolayer itself reads the index)
+    const std::lock_guard<std::mutex> lock(h5::library_lock());
+    h5::Id file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    io_check(file.valid(), "cannot reopen " + path + " to write its checksums");
+    for (const auto& [name, entry] : plan.index.tensors) {
+      // Through the dataset: HDF5 1.10 cannot write an attribute opened by path (H5Aopen_by_name).
+      h5::Id ds(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
+      h5::Id attr(ds.valid() ? H5Aopen(ds.get(), "crc32", H5P_DEFAULT) : -1, H5Aclose);
+      const int64_t crc = entry.crc;
+      io_check(attr.valid() && H5Awrite(attr.get(), H5T_NATIVE_INT64, &crc) >= 0,
+               "cannot write the checksum of " + name + " in " + path + " (disk full?)");
+    }
+    io_check(file.close(), "cannot finish writing the checksums of " + path + " (disk full?)");
+  }
+  const Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  io_check(fd.fd >= 0, "cannot reopen " + path + " to seal it");
+  const std::string text = format_index(plan.index);
+  KL_CHECK(static_cast<int64_t>(text.size()) == plan.index_bytes, "the checkpoint index changed length");
+  io_check(::pwrite(fd.fd, text.data(), text.size(), kSealBytes) == plan.index_bytes,
+           "cannot write the index of " + path + " (disk full?)");
+  // The whole file's CRC-32: the pieces' combined, the bytes between them read back.
+  struct stat st {};
+  io_check(::fstat(fd.fd, &st) == 0, "cannot stat " + path);
+  uLong crc = crc32(0L, Z_NULL, 0);
+  int64_t at = kSealBytes;
+  for (size_t i = 0; i <= regions.size(); ++i) {
+    const int64_t gap_end = i < regions.size() ? regions[i].offset : st.st_size;
+    KL_CHECK(gap_end >= at && gap_end <= st.st_size, "checkpoint " + path + ": a written piece lies outside the file");
+    uint32_t gap = 0;
+    io_check(crc_of_range(fd.fd, at, gap_end, &gap), "cannot read back " + path + " to seal it");
+    crc = crc32_combine(crc, gap, static_cast<z_off_t>(gap_end - at));
+    if (i == regions.size()) break;
+    crc = crc32_combine(crc, regions[i].crc, static_cast<z_off_t>(regions[i].bytes));
+    at = regions[i].offset + regions[i].bytes;
+  }
+  write_seal(fd.fd, path, st.st_size, static_cast<uint32_t>(crc));
+}
+
+int64_t write_file(const std::string& path, const Header& header, const ModelConfig& model,
+                   const RankState& mine, Comm& world) {
+  FilePlan plan = plan_file(path, header, model);
+  std::vector<Region> regions;
+  try {
+    if (world.rank() == 0) create_file(plan);
+    share_offsets(plan, world);
+    regions = write_pieces(path, pieces_of(plan, mine));
+  } catch (const std::runtime_error& e) {
+    KL_CHECK(false, e.what());
+  }
+  int64_t bytes = 0;
+  for (const Region& r : regions) bytes += r.bytes;
+  std::vector<Region> all = gather_regions(regions, world);  // also: every rank's part is durable
   if (world.rank() == 0) {
-    const std::string text = format_index(index);
-    KL_CHECK(static_cast<int64_t>(text.size()) == index_bytes, "the checkpoint index changed length");
-    const Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    KL_CHECK(fd.fd >= 0 && ::pwrite(fd.fd, text.data(), text.size(), kSealBytes) == index_bytes,
-             "cannot write the index of " + path + " (disk full?)");
-    seal(path);  // fsyncs the file, index included
+    try {
+      finish_file(std::move(plan), std::move(all));
+    } catch (const std::runtime_error& e) {
+      KL_CHECK(false, e.what());
+    }
   }
   return bytes;
 }
@@ -356,7 +479,7 @@ void verify(const std::string& path) {
   const Fd fd = open_readonly(path);
   const Seal expected = read_seal(fd.fd, path);
   uint32_t crc = 0;
-  if (!crc_after_seal(fd.fd, expected.size, &crc)) throw UserError("checkpoint " + path + ": cannot read it through");
+  if (!crc_of_range(fd.fd, kSealBytes, expected.size, &crc)) throw UserError("checkpoint " + path + ": cannot read it through");
   if (crc != expected.crc) {
     char line[96];
     std::snprintf(line, sizeof line, ": checksum mismatch over the file (CRC-32 %08x, sealed as %08x): corrupt", crc,

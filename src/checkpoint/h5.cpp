@@ -6,6 +6,11 @@ namespace kl::h5 {
 
 void quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
+std::mutex& library_lock() {
+  static std::mutex lock;
+  return lock;
+}
+
 bool Id::close() {
   const bool ok = id_ < 0 || !close_ || close_(id_) >= 0;
   id_ = -1;

@@ -6,6 +6,7 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,10 @@ namespace kl::h5 {
 
 // Turns off HDF5's own error printing: failures become our messages.
 void quiet();
+
+// HDF5 is not built thread-safe (the parallel build cannot be): every use of it while a checkpoint
+// is saved in the background (src/train/checkpoint_saver.h) holds this lock.
+std::mutex& library_lock();
 
 class Id {
  public:

@@ -18,7 +18,18 @@ namespace {
 
 }  // namespace
 
-int64_t write_file(const std::string& path, const Header&, const ModelConfig&, const RankState&, Comm&, const MpiComm*) {
+FilePlan plan_file(const std::string& path, const Header&, const ModelConfig&) {
+  unavailable("cannot write checkpoint " + path);
+}
+void create_file(FilePlan& plan) { unavailable("cannot write checkpoint " + plan.path); }
+void share_offsets(FilePlan& plan, Comm&) { unavailable("cannot write checkpoint " + plan.path); }
+std::vector<Piece> pieces_of(const FilePlan& plan, const RankState&) { unavailable("cannot write checkpoint " + plan.path); }
+std::vector<Region> write_pieces(const std::string& path, const std::vector<Piece>&) {
+  unavailable("cannot write checkpoint " + path);
+}
+std::vector<Region> gather_regions(const std::vector<Region>&, Comm&) { unavailable("cannot write checkpoints"); }
+void finish_file(FilePlan plan, std::vector<Region>) { unavailable("cannot write checkpoint " + plan.path); }
+int64_t write_file(const std::string& path, const Header&, const ModelConfig&, const RankState&, Comm&) {
   unavailable("cannot write checkpoint " + path);
 }
 void seal(const std::string& path) { unavailable("cannot seal checkpoint " + path); }

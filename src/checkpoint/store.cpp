@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <vector>
 
 #include "src/util/error.h"
@@ -17,10 +18,17 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Failures of the commit, which may run on a background thread (src/train/checkpoint_saver.h):
+// thrown, for the training thread to rethrow.
+void check(bool ok, const std::string& message) {
+  if (!ok) throw std::runtime_error(message);
+}
+
 void fsync_path(const fs::path& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
-  KL_CHECK(fd >= 0 && ::fsync(fd) == 0, "cannot fsync " + path.string());
-  ::close(fd);
+  const bool ok = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  check(ok, "cannot fsync " + path.string());
 }
 
 // Step number of a committed checkpoint directory name, or -1.
@@ -60,7 +68,7 @@ std::string Store::begin(int64_t step) const {
   const fs::path tmp = fs::path(dir_) / (step_name(step) + ".tmp");
   std::error_code error;
   fs::remove_all(tmp, error);
-  KL_CHECK(fs::create_directory(tmp, error), "cannot create " + tmp.string() + ": " + error.message());
+  check(fs::create_directory(tmp, error), "cannot create " + tmp.string() + ": " + error.message());
   return tmp.string();
 }
 
@@ -73,24 +81,24 @@ void Store::commit(int64_t step, int keep) const {
     const fs::path old = dir / (step_name(step) + ".old.tmp");
     fs::remove_all(old, error);
     fs::rename(final_dir, old, error);
-    KL_CHECK(!error, "cannot move aside " + final_dir.string() + ": " + error.message());
+    check(!error, "cannot move aside " + final_dir.string() + ": " + error.message());
   }
   fs::rename(tmp, final_dir, error);
-  KL_CHECK(!error, "cannot rename " + tmp.string() + ": " + error.message());
+  check(!error, "cannot rename " + tmp.string() + ": " + error.message());
   fsync_path(dir);
   // The pointer is created exclusively and never through a link someone else placed.
   const fs::path pointer_tmp = dir / "latest.tmp";
   ::unlink(pointer_tmp.c_str());
   {
     const int fd = ::open(pointer_tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
-    KL_CHECK(fd >= 0, "cannot create " + pointer_tmp.string() + " exclusively");
+    check(fd >= 0, "cannot create " + pointer_tmp.string() + " exclusively");
     const std::string text = step_name(step) + "\n";
     const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
     ::close(fd);
-    KL_CHECK(written, "cannot write " + pointer_tmp.string());
+    check(written, "cannot write " + pointer_tmp.string());
   }
   fs::rename(pointer_tmp, dir / "latest", error);
-  KL_CHECK(!error, "cannot replace " + (dir / "latest").string() + ": " + error.message());
+  check(!error, "cannot replace " + (dir / "latest").string() + ": " + error.message());
   fsync_path(dir);
   fs::remove_all(dir / (step_name(step) + ".old.tmp"), error);
 

@@ -23,10 +23,11 @@ class Store {
   // Throws UserError when the directory cannot be made or used, or is world-writable (unless
   // allowed): anyone could plant a file or a link there for the next save or resume.
   void prepare() const;
-  // Run on one rank: a fresh <dir>/step_N.tmp/ (any leftover removed). Returns its path.
+  // Run on one rank (on any thread): a fresh <dir>/step_N.tmp/ (any leftover removed). Returns its
+  // path. Throws std::runtime_error when it cannot be made.
   std::string begin(int64_t step) const;
-  // Run on one rank, after every rank's data is durable: publishes step N and keeps the newest
-  // `keep` checkpoints.
+  // Run on one rank (on any thread), after every rank's data is durable: publishes step N and keeps
+  // the newest `keep` checkpoints. Throws std::runtime_error when a rename or fsync fails.
   void commit(int64_t step, int keep) const;
   // The directory `latest` names, when there is one. A `latest` or a step directory that is a
   // symbolic link is refused (UserError): the store never follows links it did not make.

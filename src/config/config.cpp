@@ -290,6 +290,9 @@ class OptionTable {
         "checkpoint directory (empty: <run.dir>/checkpoints; none: no checkpoints)");
     add("checkpoint.every", &c.checkpoint.every, "steps between checkpoints (0: only at the end)",
         at_least<int64_t>(0));
+    add("checkpoint.async", &c.checkpoint.async,
+        "write each checkpoint on a background thread while training goes on (false: training waits for the "
+        "write, fsync and commit)");
     add("checkpoint.keep", &c.checkpoint.keep, "newest checkpoints to keep", between(1, 1000000));
     add("checkpoint.resume", &c.checkpoint.resume,
         "auto (the latest checkpoint in checkpoint.dir, if any) | never | PATH of a checkpoint");

@@ -166,6 +166,7 @@ struct CheckpointConfig {
   std::string resume = "auto";  // auto (latest in dir, if any) | never | PATH
   bool allow_world_writable = false;  // accept a checkpoint.dir that every user may write into
   bool allow_data_change = false;     // resume although data.train or data.val differ from the save's
+  bool async = true;  // write in the background, training stalled only for the snapshot (docs/checkpoints.md)
 };
 
 struct RunConfig {

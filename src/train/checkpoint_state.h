@@ -1,9 +1,13 @@
 // A rank's training state in and out of a checkpoint (src/checkpoint/checkpoint.h): the worker's
-// parameters and the optimizer's moments, whole-buffer and in host memory whatever the backend,
-// gathered over the data-parallel group under ZeRO-1 (whose optimizer holds a shard).
+// parameters and the optimizer's moments, in host memory whatever the backend. Under ZeRO-1 each
+// rank of the data-parallel group writes its own shard of every tensor (the optimizer holds only
+// that shard's moments), without gathering; otherwise the group's first rank writes everything.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
+#include <memory>
 #include <string>
 
 #include "comm/train_comms.h"
@@ -22,11 +26,28 @@ class CheckpointState {
                   const GradSync& sync)
       : c_(c), comms_(comms), worker_(worker), optimizer_(optimizer), sync_(sync) {}
 
-  // Collective over `world`: this rank's share of the state into the checkpoint file `path`, with
-  // `header`'s step and run state (data, spike_window, skipped_batches; the same on every rank);
-  // the rest of the header is filled here. Returns the bytes this rank wrote. Refuses (KL_CHECK)
-  // non-finite parameters.
-  int64_t save(const std::string& path, checkpoint::Header header, Comm& world);
+  // The elements of the worker's table this rank writes: its ZeRO-1 shard, everything on the
+  // group's first rank, or nothing.
+  std::pair<int64_t, int64_t> write_range() const;
+  // Allocates (and touches) the snapshot's host memory ahead of the first save.
+  void reserve();
+  // A snapshot in two halves, so that the copy need not stop training: only the optimizer update
+  // changes the parameters and moments, so they may be copied while the next step's passes run.
+  // begin_snapshot returns the host buffers (untouched until the next snapshot; a background write
+  // reads them), still to be filled by copy_snapshot (on any thread), which throws
+  // std::runtime_error on non-finite parameters (a checkpoint is never written from them). Every
+  // optimizer update calls fence() first, which waits for a copy still under way.
+  checkpoint::RankState begin_snapshot();
+  void copy_snapshot(int64_t step);
+  void fence();
+  // The seconds fence() has waited, in all.
+  double fence_wait_s() const { return fence_wait_s_; }
+  // `run_state` (step, data, spike_window, skipped_batches: the same on every rank) completed
+  // with the tokens seen, the config and the layout.
+  checkpoint::Header header(checkpoint::Header run_state) const;
+  const Config& config() const { return c_; }
+  const TrainComms& comms() const { return comms_; }
+
   // This rank's tensors from the checkpoint file `path`, by global name.
   void restore(const std::string& path);
 
@@ -36,6 +57,12 @@ class CheckpointState {
   Worker& worker_;
   AdamW<float>& optimizer_;
   const GradSync& sync_;
+  // The snapshot: the write range of the parameters and of both moments, kept between saves.
+  std::unique_ptr<VectorOps<float>::Buffer> params_, exp_avg_, exp_avg_sq_;
+  std::mutex copy_mutex_;
+  std::condition_variable copy_done_;
+  bool copying_ = false;  // begun and not yet copied
+  double fence_wait_s_ = 0;
 };
 
 }  // namespace kl

@@ -42,6 +42,7 @@ hsize_t rows_before(hid_t file, int64_t step) {
 }  // namespace
 
 void DiagnosticsWriter::append(const DiagnosticsRow& row) const {
+  const std::lock_guard<std::mutex> lock(h5::library_lock());  // a checkpoint may be saved meanwhile
   h5::quiet();
   const bool fresh = !std::filesystem::exists(path_);
   h5::Id file(fresh ? H5Fcreate(path_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT)

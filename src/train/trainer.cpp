@@ -25,6 +25,7 @@
 #include "src/data/tokenizer.h"
 #include "src/pipeline/schedule.h"
 #include "src/pipeline/worker.h"
+#include "src/train/checkpoint_saver.h"
 #include "src/train/checkpoint_state.h"
 #include "src/train/diagnostics.h"
 #include "src/train/grad_sync.h"
@@ -202,11 +203,7 @@ class RankTrainer {
   // same answer on every rank.
   bool preempted() const { return preempted_; }
 
-  // Collective over `world`: this rank's share of the state into the checkpoint file `path`.
-  // Returns the bytes this rank wrote.
-  int64_t save(const std::string& path, int64_t step, const std::string& data, Comm& world) {
-    return checkpoint_state_.save(path, run_state(step, data), world);
-  }
+  CheckpointState& checkpoint_state() { return checkpoint_state_; }
   // This rank's tensors from the checkpoint file `path`, by global name.
   void restore(const std::string& path) { checkpoint_state_.restore(path); }
 
@@ -264,6 +261,7 @@ class RankTrainer {
   // AdamW on this rank's range; under ZeRO-1 the updated shards are then gathered. Returns the
   // seconds spent gathering.
   double update(double lr, int64_t step_number) {
+    checkpoint_state_.fence();  // a background save may still be copying the state
     const auto& shard = sync_.shard();
     const auto params = worker_->params().subspan(static_cast<size_t>(shard.begin),
                                                   static_cast<size_t>(shard.end - shard.begin));
@@ -414,28 +412,6 @@ std::string training_sample(RankTrainer& trainer, const Config& c, const TrainCo
   return tokenizer ? tokenizer->decode(window) + " | " + tokenizer->decode(continuation) : "";
 }
 
-// Collective: writes, makes durable and publishes the checkpoint of `step`. Returns its file.
-std::string save_checkpoint(RankTrainer& trainer, const Config& c, const checkpoint::Store& store, int64_t step,
-                     const std::string& data, Comm& world, std::ostream& progress) {
-  const auto start = Clock::now();
-  std::string dir;
-  if (world.rank() == 0) dir = store.begin(step);
-  world.barrier();
-  if (world.rank() != 0) dir = (std::filesystem::path(store.dir()) / (checkpoint::Store::step_name(step) + ".tmp")).string();
-  // write_file returns once every part is durable and rank 0 has sealed the file; rank 0, which
-  // commits, gets there only after sealing, so no barrier is needed between the two.
-  const double bytes = world.all_reduce_sum(double(trainer.save(dir + "/" + checkpoint::kFileName, step, data, world)));
-  if (world.rank() == 0) store.commit(step, c.checkpoint.keep);
-  world.barrier();
-  const double seconds = seconds_since(start);
-  char line[160];
-  std::snprintf(line, sizeof line, "checkpoint: step %lld saved to %s (%.1f MB in %.2f s, %.0f MB/s)",
-                static_cast<long long>(step), (store.dir() + "/" + checkpoint::Store::step_name(step)).c_str(),
-                bytes / 1e6, seconds, bytes / 1e6 / seconds);
-  progress << line << "\n" << std::flush;
-  return (std::filesystem::path(store.dir()) / checkpoint::Store::step_name(step) / checkpoint::kFileName).string();
-}
-
 // Opens the shards on the ranks that read them: the first pipeline stage (inputs) and the last
 // (targets); a middle stage's datasets stay empty. Only headers are read (src/data/shard.h).
 void open_data(const Config& c, const TrainComms& comms, std::optional<TokenDataset>& train_set,
@@ -506,7 +482,9 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     world.broadcast_bytes(std::as_writable_bytes(std::span(data.data(), data.size())), 0);
   }
   const int64_t start = resume_from ? resume(trainer, c, *resume_from, world, progress, data) : 0;
-  std::optional<std::string> last_checkpoint = resume_from;  // what a rollback goes back to
+  // Saves checkpoints and knows the last one, what a rollback goes back to.
+  std::optional<CheckpointSaver> saver;
+  if (store) saver.emplace(*store, trainer.checkpoint_state(), progress, resume_from);
 
   const std::filesystem::path run_dir(c.run.dir);
   std::optional<MetricsWriter> metrics;
@@ -539,9 +517,10 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     DiagnosticsRow row;
     StepMetrics m = trainer.step(train_data, step, diagnose ? &row : nullptr);
     if (trainer.take_rollback()) {
-      if (last_checkpoint) {
+      if (saver) saver->wait();  // the save in flight, if any, is the one to go back to
+      if (saver && saver->last()) {
         // The spike's row, then the replayed steps' rows again: metrics.jsonl keeps what happened.
-        const int64_t to = roll_back(trainer, c, *last_checkpoint, step, data, world, progress, *m.spike);
+        const int64_t to = roll_back(trainer, c, *saver->last(), step, data, world, progress, *m.spike);
         if (leader) metrics->write(m);
         step = to - 1;
         continue;
@@ -574,8 +553,10 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
     }
     const bool preempted = trainer.preempted();  // the same on every rank: all stop after this step
     const bool periodic = c.checkpoint.every > 0 && m.step % c.checkpoint.every == 0;
-    if (store && (periodic || m.step == stop || preempted)) {
-      last_checkpoint = save_checkpoint(trainer, c, *store, m.step, data, world, progress);
+    if (saver) saver->poll();  // publishes a background save once every rank has written its part
+    if (saver && (periodic || m.step == stop || preempted)) {
+      // The last save and a preemption's are waited for: the process ends after them.
+      saver->save(trainer.run_state(m.step, data), m.step == stop || preempted);
     }
     if (preempted) {
       summary.preempted = true;
@@ -584,6 +565,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       break;
     }
   }
+  if (saver) saver->wait();
   if (start >= c.train.steps) {  // resumed from the end: report where the run stands
     progress << "nothing to train: the checkpoint is at step " << start << " of " << c.train.steps << "\n";
     summary.final_val_loss = trainer.validation_loss(val_data);

@@ -4,6 +4,7 @@
 #    losses and final parameters (also with ZeRO-1);
 #  - the step-10 checkpoint resumes at pp 4 x dp 1, pp 1 x dp 4 and pp 4 interleaved, and ZeRO-1's at
 #    dp 1, with losses within 1e-5 relative of the straight run;
+#  - the asynchronous and the synchronous save write the same tensors and checksums;
 #  - another architecture is refused naming the keys, a changed tunable is logged;
 #  - h5dump, h5py and `kilolayer inspect` read the checkpoint.
 #   tests/checkpoint_resume.sh BIN MPIRUN [MPIRUN_FLAGS...]
@@ -31,6 +32,23 @@ run zero_split 2 2 "${ckpt[@]}" --parallel.zero=1 --checkpoint.dir="$work/zero_s
 run zero_split 2 2 "${ckpt[@]}" --parallel.zero=1 --checkpoint.dir="$work/zero_split/ckpt" || exit 1
 cmp -s "$work/zero_straight/final_params.f32" "$work/zero_split/final_params.f32" || fail "ZeRO-1: final parameters differ (10 + 10)"
 echo "bitwise: the same with ZeRO-1"
+
+# The synchronous save (the training thread writes) and the asynchronous one (the default: a thread
+# of each rank writes while training goes on) must write the same tensors and checksums.
+run straight_sync 2 2 "${ckpt[@]}" --checkpoint.async=false --checkpoint.dir="$work/straight_sync/ckpt" || exit 1
+/usr/bin/python3 - "$work/straight/ckpt" "$work/straight_sync/ckpt" <<'PY' || fail "async and sync checkpoints differ"
+import sys, h5py, numpy as np
+for step in (10, 15, 20):
+    a, b = (h5py.File("%s/step_%08d/checkpoint.h5" % (d, step)) for d in sys.argv[1:3])
+    names = []
+    a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    assert len(names) > 100, names
+    for n in names:
+        assert np.array_equal(a[n][()].view(np.uint32), b[n][()].view(np.uint32)), (step, n)
+        assert a[n].attrs["crc32"] == b[n].attrs["crc32"] != 0, (step, n)
+PY
+grep -q "training stalled .* by the async save" "$work/straight.log" || fail "the default save is not asynchronous"
+echo "async and sync saves write the same tensors and checksums (steps 10, 15, 20)"
 
 step10=$work/split/ckpt/step_00000010
 run pp4 1 4 --model.dropout=0.1 --checkpoint.resume="$step10" || exit 1

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <numeric>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -127,6 +129,31 @@ TEST(MpiComm, BootstrapsAnNcclIdOverBroadcastBytes) {
   for (size_t i = 0; i < joined.size(); ++i) ASSERT_EQ(joined[i], static_cast<char>(i + 1)) << i;
 }
 
+// One fresh directory for all ranks: rank 0 makes it and broadcasts its name.
+std::string shared_temp_dir(Comm& world) {
+  std::vector<char> name(256, '\0');
+  if (world.rank() == 0) {
+    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_checkpoint.XXXXXX").string();
+    if (::mkdtemp(dir.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
+  }
+  world.broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
+  return name.data();
+}
+
+// The parameters and both moments of every tensor of `table` in the checkpoint `path`.
+std::array<std::vector<float>, 3> read_whole(const std::string& path, const ParamTable& table) {
+  std::array<std::vector<float>, 3> state;
+  for (auto& part : state) part.resize(static_cast<size_t>(table.buffer_size()));
+  checkpoint::RankState all;
+  all.table = &table;
+  all.params = state[0];
+  all.exp_avg = state[1];
+  all.exp_avg_sq = state[2];
+  checkpoint::read_tensors(path, all);
+  return state;
+}
+
 // Every rank holds one pipeline stage (a block; the embeddings on the first, the head on the last)
 // and writes it into one file through parallel HDF5 on the communicator handed over explicitly;
 // read back under the whole model's table, every tensor is the one its stage wrote.
@@ -141,15 +168,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   model.vocab = 32;
   model.tie_embeddings = false;  // no tied copy: each tensor has exactly one writer
 
-  // One directory for all ranks: rank 0 makes it and broadcasts its name.
-  std::vector<char> name(256, '\0');
-  if (rank == 0) {
-    std::string dir = (std::filesystem::temp_directory_path() / "kl_mpi_checkpoint.XXXXXX").string();
-    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-    std::strncpy(name.data(), dir.c_str(), name.size() - 1);
-  }
-  world->broadcast_bytes(std::as_writable_bytes(std::span<char>(name)), 0);
-  const std::string path = std::string(name.data()) + "/state.h5";
+  const std::string dir = shared_temp_dir(*world), path = dir + "/state.h5";
 
   const ParamTable stage(model, {rank}, rank == 0, rank == ranks - 1);
   std::vector<float> params(static_cast<size_t>(stage.buffer_size()));
@@ -161,12 +180,12 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   mine.params = params;
   mine.exp_avg = m;
   mine.exp_avg_sq = v;
-  mine.writer = true;
+  mine.writes = {0, stage.buffer_size()};
   checkpoint::Header header;
   header.step = 5;
   header.config = "[model]\nlayers = " + std::to_string(ranks) + "\n";
   header.layout = "dp=1 pp=" + std::to_string(ranks);
-  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world, world.get());
+  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world);
   EXPECT_EQ(world->all_reduce_sum(double(bytes)), 3.0 * double(ParamTable(model).parameter_count()) * sizeof(float));
 
   if (rank == 0) {
@@ -177,13 +196,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
     const ParamTable whole(model);
     std::vector<float> expected(static_cast<size_t>(whole.buffer_size()));
     init_parameters(whole, 7, expected.data());
-    std::vector<float> p2(expected.size()), m2(expected.size()), v2(expected.size());
-    checkpoint::RankState all;
-    all.table = &whole;
-    all.params = p2;
-    all.exp_avg = m2;
-    all.exp_avg_sq = v2;
-    checkpoint::read_tensors(path, all);
+    const auto [p2, m2, v2] = read_whole(path, whole);
     for (const ParamSpec& spec : whole.specs()) {
       for (int64_t i = spec.offset; i < spec.offset + spec.numel(); ++i) {
         const float x = expected[static_cast<size_t>(i)];
@@ -192,7 +205,56 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
         ASSERT_EQ(v2[static_cast<size_t>(i)], x * x) << spec.name;
       }
     }
-    std::filesystem::remove_all(name.data());
+    std::filesystem::remove_all(dir);
+  }
+  world->barrier();
+}
+
+// ZeRO-1's way: every rank holds the whole model's table but writes only its 1/ranks share of the
+// flat buffer, so most tensors are split between two ranks (each rank's part a hyperslab of the
+// dataset). The tensors' CRC-32s, combined from the parts' (crc32_combine), and the seal's, combined
+// from the parts' and the bytes between them, must equal zlib's over the whole bytes: read_tensors
+// checks the first, verify() the second, each by reading the file through.
+TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
+  auto world = MpiComm::world();
+  const int rank = world->rank(), ranks = world->size();
+  ModelConfig model;
+  model.layers = 3;
+  model.d_model = 16;
+  model.heads = 2;
+  model.seq_len = 8;
+  model.vocab = 40;
+  const std::string dir = shared_temp_dir(*world), path = dir + "/state.h5";
+
+  const ParamTable whole(model);
+  const int64_t n = whole.buffer_size(), begin = n * rank / ranks, end = n * (rank + 1) / ranks;
+  std::vector<float> expected(static_cast<size_t>(n));
+  init_parameters(whole, 3, expected.data());
+  // Only this rank's share, as under ZeRO-1 (base: the table element at index 0).
+  std::vector<float> p(expected.begin() + begin, expected.begin() + end), m(p), v(p);
+  for (size_t i = 0; i < p.size(); ++i) m[i] = 2.0f * p[i], v[i] = p[i] * p[i];
+  checkpoint::RankState mine;
+  mine.table = &whole;
+  mine.params = p;
+  mine.exp_avg = m;
+  mine.exp_avg_sq = v;
+  mine.writes = {begin, end};
+  mine.base = begin;
+  checkpoint::Header header;
+  header.step = 9;
+  header.config = "[model]\nlayers = 3\n";
+  const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world);
+  EXPECT_EQ(bytes, 3 * (end - begin) * int64_t{sizeof(float)});
+
+  if (rank == 0) {
+    checkpoint::verify(path);  // the seal's CRC-32, combined, equals the file's
+    const auto [p2, m2, v2] = read_whole(path, whole);  // each tensor's CRC-32, combined, equals its bytes'
+    for (size_t i = 0; i < expected.size(); ++i) {
+      ASSERT_EQ(p2[i], expected[i]) << i;
+      ASSERT_EQ(m2[i], 2.0f * expected[i]) << i;
+      ASSERT_EQ(v2[i], expected[i] * expected[i]) << i;
+    }
+    std::filesystem::remove_all(dir);
   }
   world->barrier();
 }
