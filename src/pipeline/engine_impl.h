@@ -342,6 +342,7 @@ double Engine<Backend>::evaluate_sum(const TokenDataset& data, int64_t begin, in
   for (int64_t first = begin; first < begin + count; first += micro_batch, ++piece) {
     const int B = static_cast<int>(std::min<int64_t>(micro_batch, begin + count - first));
     // Only the stages that embed or score read data (the others hold no shards).
+    const StageLayout& layout = stage_.layout();
     if (layout.first_chunk(0) || layout.last_chunk(layout.chunks - 1)) {
       data.eval_batch(first, B, total, tokens_.data(), targets_.data());
     }
