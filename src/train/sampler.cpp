@@ -94,14 +94,55 @@ std::vector<int32_t> generate(Worker& worker, Comm& pp, const ModelConfig& model
   return std::vector<int32_t>(text.begin() + static_cast<std::ptrdiff_t>(prompt.size()), text.end());
 }
 
+namespace {
+// The length of the well-formed UTF-8 sequence at text[i] (Unicode's table 3-7: no overlong forms,
+// no surrogates, nothing past U+10FFFF), 0 when there is none.
+size_t utf8_sequence(const std::string& text, size_t i) {
+  const auto at = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = at(i);
+  size_t length = 0;
+  unsigned char low = 0x80, high = 0xbf;  // the second byte's range
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;
+    if (lead == 0xed) high = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;
+    if (lead == 0xf4) high = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + length > text.size() || at(i + 1) < low || at(i + 1) > high) return 0;
+  for (size_t k = 2; k < length; ++k) {
+    if (at(i + k) < 0x80 || at(i + k) > 0xbf) return 0;
+  }
+  return length;
+}
+}  // namespace
+
 std::string printable(const std::string& text) {
   std::string out;
-  for (const char ch : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
     const auto byte = static_cast<unsigned char>(ch);
     if (ch == '\n') {
       out += "\\n";
     } else if (ch == '\t') {
       out += "\\t";
+    } else if (byte >= 0x80) {
+      // A sampled token may be a lone byte piece: valid UTF-8 passes, anything else is escaped, so
+      // that logs stay UTF-8 for whatever reads them.
+      if (const size_t length = utf8_sequence(text, i); length > 0) {
+        out.append(text, i, length);
+        i += length - 1;
+      } else {
+        char escape[8];
+        std::snprintf(escape, sizeof escape, "\\x%02x", byte);
+        out += escape;
+      }
     } else if (byte < 0x20 || byte == 0x7f) {
       char escape[8];
       std::snprintf(escape, sizeof escape, "\\x%02x", byte);

@@ -49,7 +49,8 @@ int32_t choose_token(std::span<const float> logits, const SampleOptions& options
 std::vector<int32_t> generate(Worker& worker, Comm& pp, const ModelConfig& model, std::vector<int32_t> prompt,
                               const SampleOptions& options);
 
-// Text for a one-line log: newlines, tabs and other control bytes written as escapes.
+// Text for a one-line log, always valid UTF-8: newlines, tabs, other control bytes and bytes outside a
+// well-formed UTF-8 sequence (a sampled lone byte piece) written as escapes.
 std::string printable(const std::string& text);
 
 }  // namespace kl

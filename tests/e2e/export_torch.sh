@@ -52,8 +52,8 @@ model.load_state_dict(state, strict=True)  # every nanoGPT name present, nothing
 model.eval()
 tokens = np.fromfile(sys.argv[3], dtype=np.uint16, offset=1024).astype(np.int64)
 T, total = 32, 3 * 8  # seq_len, eval_batches x global_batch
-windows = len(tokens) - T
-starts = [(i * windows // total) % windows for i in range(total)]  # kilolayer's evaluation windows
+windows = (len(tokens) - 1) // T  # kilolayer's windows do not overlap: window w starts at token w x T
+starts = [((i * windows // total) % windows) * T for i in range(total)]  # its evaluation windows
 x = torch.tensor(np.stack([tokens[s:s + T] for s in starts]))
 y = torch.tensor(np.stack([tokens[s + 1:s + T + 1] for s in starts]))
 def loss_of(skip=None):

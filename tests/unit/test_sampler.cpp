@@ -161,5 +161,16 @@ TEST(Generate, MatchesTheModelsOwnLogitsAndSlidesPastSeqLen) {
   }
 }
 
+// A log line stays valid UTF-8 whatever the model writes: whole sequences pass, the rest is escaped.
+TEST(Printable, EscapesWhatIsNotUtf8) {
+  EXPECT_EQ(printable("a\nb\tc\x01"), "a\\nb\\tc\\x01");
+  EXPECT_EQ(printable("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82"), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82");
+  EXPECT_EQ(printable("\xfa\xb7x"), "\\xfa\\xb7x");            // bytes no sequence starts or continues
+  EXPECT_EQ(printable("\xc3"), "\\xc3");                          // cut short
+  EXPECT_EQ(printable("\xc0\xaf"), "\\xc0\\xaf");                  // overlong
+  EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");          // a surrogate
+  EXPECT_EQ(printable("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");  // past U+10FFFF
+}
+
 }  // namespace
 }  // namespace kl

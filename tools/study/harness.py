@@ -165,7 +165,7 @@ def launch(study, settings, run_dir):
                 proc.wait()
             rc, error = None, f"timed out after {study.opts['point_timeout']:g} s"
     wall = time.time() - began
-    with open(log_path) as f:
+    with open(log_path, errors="replace") as f:  # a run's log is its own text: never fail on it
         log_text = f.read()
     return rc, error, wall, log_text
 
