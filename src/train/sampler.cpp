@@ -125,6 +125,11 @@ size_t utf8_sequence(const std::string& text, size_t i) {
 
 std::string printable(const std::string& text) {
   std::string out;
+  auto escape = [&out](unsigned char byte) {
+    char code[8];
+    std::snprintf(code, sizeof code, "\\x%02x", byte);
+    out += code;
+  };
   for (size_t i = 0; i < text.size(); ++i) {
     const char ch = text[i];
     const auto byte = static_cast<unsigned char>(ch);
@@ -139,14 +144,10 @@ std::string printable(const std::string& text) {
         out.append(text, i, length);
         i += length - 1;
       } else {
-        char escape[8];
-        std::snprintf(escape, sizeof escape, "\\x%02x", byte);
-        out += escape;
+        escape(byte);
       }
     } else if (byte < 0x20 || byte == 0x7f) {
-      char escape[8];
-      std::snprintf(escape, sizeof escape, "\\x%02x", byte);
-      out += escape;
+      escape(byte);
     } else {
       out += ch;
     }
