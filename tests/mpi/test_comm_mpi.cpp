@@ -180,7 +180,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   mine.params = params;
   mine.exp_avg = m;
   mine.exp_avg_sq = v;
-  mine.writes = {0, stage.buffer_size()};
+  mine.writes = {{0, stage.buffer_size()}};
   checkpoint::Header header;
   header.step = 5;
   header.config = "[model]\nlayers = " + std::to_string(ranks) + "\n";
@@ -210,9 +210,9 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   world->barrier();
 }
 
-// ZeRO-1's way: every rank holds the whole model's table but writes only its 1/ranks share of the
-// flat buffer, so most tensors are split between two ranks (each rank's part a hyperslab of the
-// dataset). The tensors' CRC-32s, combined from the parts' (crc32_combine), and the seal's, combined
+// ZeRO-1's way: every rank holds the whole model's table but writes only its share of the flat
+// buffer, its slice of every bucket (here: every ranks-th run of 1000 elements), so most tensors
+// are split between ranks (each rank's part a hyperslab of the dataset). The tensors' CRC-32s, combined from the parts' (crc32_combine), and the seal's, combined
 // from the parts' and the bytes between them, must equal zlib's over the whole bytes: read_tensors
 // checks the first, verify() the second, each by reading the file through.
 TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
@@ -227,24 +227,27 @@ TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
   const std::string dir = shared_temp_dir(*world), path = dir + "/state.h5";
 
   const ParamTable whole(model);
-  const int64_t n = whole.buffer_size(), begin = n * rank / ranks, end = n * (rank + 1) / ranks;
+  const int64_t n = whole.buffer_size(), run = 1000;
   std::vector<float> expected(static_cast<size_t>(n));
   init_parameters(whole, 3, expected.data());
-  // Only this rank's share, as under ZeRO-1 (base: the table element at index 0).
-  std::vector<float> p(expected.begin() + begin, expected.begin() + end), m(p), v(p);
-  for (size_t i = 0; i < p.size(); ++i) m[i] = 2.0f * p[i], v[i] = p[i] * p[i];
+  // Only this rank's share, as under ZeRO-1: its runs, one after the other.
   checkpoint::RankState mine;
+  std::vector<float> p;
+  for (int64_t begin = run * rank; begin < n; begin += run * ranks) {
+    mine.writes.push_back({begin, std::min(begin + run, n)});
+    p.insert(p.end(), expected.begin() + begin, expected.begin() + mine.writes.back().end);
+  }
+  std::vector<float> m(p), v(p);
+  for (size_t i = 0; i < p.size(); ++i) m[i] = 2.0f * p[i], v[i] = p[i] * p[i];
   mine.table = &whole;
   mine.params = p;
   mine.exp_avg = m;
   mine.exp_avg_sq = v;
-  mine.writes = {begin, end};
-  mine.base = begin;
   checkpoint::Header header;
   header.step = 9;
   header.config = "[model]\nlayers = 3\n";
   const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world);
-  EXPECT_EQ(bytes, 3 * (end - begin) * int64_t{sizeof(float)});
+  EXPECT_EQ(bytes, 3 * static_cast<int64_t>(p.size()) * int64_t{sizeof(float)});
 
   if (rank == 0) {
     checkpoint::verify(path);  // the seal's CRC-32, combined, equals the file's
