@@ -16,6 +16,7 @@
 #include "comm/device_setup.h"
 #include "comm/grad_reducer.h"
 #include "comm/mpi_comm.h"
+#include "comm/shard_reducer.h"
 #include "models/params.h"
 #include "src/checkpoint/checkpoint.h"
 
@@ -278,6 +279,51 @@ TEST(GradReducer, BucketsCoverTheBufferAndSum) {
   reducer.begin();
   reducer.finish();
   for (float g : grads) ASSERT_EQ(g, static_cast<float>(comm->size()));
+}
+
+// ZeRO-1's buckets: every boundary a multiple of the ranks, each rank's pieces (its slice of every
+// bucket) partition the buffer across ranks, the reduce-scatters leave in each piece the sum over
+// ranks (as the all-reduce above), and the gathers, waited for bucket by bucket, make every
+// rank's buffer whole again: each rank's own pieces, updated locally, arrive everywhere.
+TEST(ShardReducer, PiecesPartitionTheBufferAndSumThenGather) {
+  auto comm = MpiComm::world();
+  const int ranks = comm->size();
+  const auto n = static_cast<size_t>(10007 / ranks * ranks);
+  std::vector<float> grads(n), params(n, -1.0f), shard(n / static_cast<size_t>(ranks));
+  for (size_t i = 0; i < n; ++i) grads[i] = value(comm->rank(), i);
+  ShardReducer reducer(*comm, grads, params, shard, 1000);
+  int64_t owned = 0, bucket_end = 0;
+  for (const BufferRange& piece : reducer.pieces()) {  // the rank-th of `ranks` slices of each bucket
+    const int64_t bucket_begin = piece.begin - comm->rank() * piece.size();
+    EXPECT_EQ(bucket_begin, bucket_end);
+    EXPECT_EQ(bucket_begin % ranks, 0);
+    bucket_end = bucket_begin + ranks * piece.size();
+    owned += piece.size();
+  }
+  EXPECT_EQ(bucket_end, static_cast<int64_t>(n));
+  EXPECT_GT(reducer.buckets(), 5);
+  EXPECT_EQ(owned, static_cast<int64_t>(shard.size()));
+  std::vector<double> owners(n, 0.0);  // how many ranks own each element
+  for (const BufferRange& piece : reducer.pieces()) {
+    for (int64_t i = piece.begin; i < piece.end; ++i) owners[static_cast<size_t>(i)] = 1.0;
+  }
+  comm->all_reduce_sum(owners);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(owners[i], 1.0) << i;
+
+  reducer.begin();
+  for (int64_t offset = 9000; offset > 0; offset -= 1500) reducer.ready_from(offset);
+  reducer.finish();
+  size_t local = 0;
+  for (const BufferRange& piece : reducer.pieces()) {
+    for (int64_t i = piece.begin; i < piece.end; ++i, ++local) {
+      ASSERT_EQ(shard[local], sum_over_ranks(ranks, static_cast<size_t>(i))) << i;
+      params[static_cast<size_t>(i)] = static_cast<float>(i);  // this rank's "update"
+    }
+  }
+  reducer.start_gather();
+  for (int64_t end = 1; end <= static_cast<int64_t>(n); end += 777) reducer.need_params(end);
+  reducer.need_params(static_cast<int64_t>(n));
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(params[i], static_cast<float>(i)) << i;
 }
 
 }  // namespace
