@@ -7,15 +7,18 @@
 
 namespace kl {
 
+std::vector<int64_t> bucket_begins(int64_t size, int64_t bucket_elements, int64_t multiple) {
+  KL_CHECK(bucket_elements > 0 && multiple > 0, "bucket size must be positive");
+  const auto round_up = [multiple](int64_t n) { return (n + multiple - 1) / multiple * multiple; };
+  const int64_t full = round_up(bucket_elements);
+  std::vector<int64_t> begins{0};
+  for (int64_t b = round_up(std::max<int64_t>(1, bucket_elements / 4)); b < size; b += full) begins.push_back(b);
+  return begins;
+}
+
 GradReducer::GradReducer(Comm& comm, std::span<float> grads, int64_t bucket_elements)
     : comm_(comm), grads_(grads) {
-  KL_CHECK(bucket_elements > 0, "bucket size must be positive");
-  // Boundaries from the start: a small bucket first, then full ones. The bucket at the start is the
-  // last to become ready (the embeddings finish the backward pass) and nothing is left to hide its
-  // reduction behind, so it is kept to a quarter of the others.
-  const auto size = static_cast<int64_t>(grads.size());
-  std::vector<int64_t> begins{0};
-  for (int64_t b = std::max<int64_t>(1, bucket_elements / 4); b < size; b += bucket_elements) begins.push_back(b);
+  const std::vector<int64_t> begins = bucket_begins(static_cast<int64_t>(grads.size()), bucket_elements);
   bucket_begin_.assign(begins.rbegin(), begins.rend());  // launch order: from the end
 }
 

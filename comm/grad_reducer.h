@@ -19,6 +19,12 @@
 
 namespace kl {
 
+// Where the buckets of a flat buffer of `size` elements begin, ascending from 0: a small bucket
+// first (a quarter of `bucket_elements`), then full ones, every boundary a multiple of `multiple`.
+// The bucket at the start is the last to become ready (the embeddings finish the backward pass)
+// and nothing is left to hide its reduction behind, so it is kept small.
+std::vector<int64_t> bucket_begins(int64_t size, int64_t bucket_elements, int64_t multiple = 1);
+
 class GradReducer {
  public:
   GradReducer(Comm& comm, std::span<float> grads, int64_t bucket_elements);

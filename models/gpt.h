@@ -24,4 +24,9 @@ struct BatchPosition {
 // the end). The data-parallel reducer starts its buckets from these calls.
 using GradientsReady = std::function<void(int64_t offset)>;
 
+// Called during a training forward pass before it reads parameters: every parameter before `end`
+// (an offset into the parameter buffer) must be final. ZeRO-1 waits here for the all-gathers of
+// the last update, bucket by bucket, so that they overlap the forward pass.
+using ParamsNeeded = std::function<void(int64_t end)>;
+
 }  // namespace kl

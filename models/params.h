@@ -16,6 +16,12 @@ namespace kl {
 
 enum class Init { kNormal, kOnes, kZeros, kConstant };
 
+// A range [begin, end) of a flat buffer in this layout (a ZeRO-1 shard is a list of them).
+struct BufferRange {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+
 struct ParamSpec {
   std::string name;  // global and layout-independent: "layers/000123/attn.qkv.weight"
   std::vector<int64_t> shape;

@@ -331,17 +331,20 @@ void share_offsets(FilePlan& plan, Comm& world) {
 
 std::vector<Piece> pieces_of(const FilePlan& plan, const RankState& mine) {
   std::vector<Piece> pieces;
-  if (mine.writes.first >= mine.writes.second) return pieces;
   for (size_t g = 0; g < kGroups.size(); ++g) {
     const std::span<float> values = part(mine, g);
-    for (const ParamSpec& spec : mine.table->specs()) {
-      if (inside(spec, mine.duplicate)) continue;
-      const int64_t from = std::max(spec.offset, mine.writes.first);
-      const int64_t to = std::min(spec.offset + spec.numel(), mine.writes.second);
-      if (from >= to) continue;
-      const int64_t offset = plan.index.tensors.at(kGroups[g] + spec.name).offset;
-      pieces.push_back({offset + (from - spec.offset) * int64_t{sizeof(float)}, values.data() + (from - mine.base),
-                        to - from});
+    int64_t local = 0;  // where the range's values start in the spans
+    for (const BufferRange& range : mine.writes) {
+      for (const ParamSpec& spec : mine.table->specs()) {
+        if (inside(spec, mine.duplicate)) continue;
+        const int64_t from = std::max(spec.offset, range.begin);
+        const int64_t to = std::min(spec.offset + spec.numel(), range.end);
+        if (from >= to) continue;
+        const int64_t offset = plan.index.tensors.at(kGroups[g] + spec.name).offset;
+        pieces.push_back({offset + (from - spec.offset) * int64_t{sizeof(float)},
+                          values.data() + local + (from - range.begin), to - from});
+      }
+      local += range.size();
     }
   }
   return pieces;

@@ -51,13 +51,13 @@ inline constexpr int64_t kSealBytes = 512;  // the start of the HDF5 user block 
 
 // One rank's part of the state: its tensors (a stage's table, or the whole model's) laid out in
 // flat buffers, moments in the same layout as the parameters. A reader fills whole buffers; a writer
-// may hold only the elements it writes: element e of the table is at index e - base of each span.
+// holds only the elements it writes, the ranges of `writes` one after the other in each span (all
+// of them in one range, or ZeRO-1's slice of every bucket).
 struct RankState {
   const ParamTable* table = nullptr;
   std::span<float> params, exp_avg, exp_avg_sq;
   std::pair<int64_t, int64_t> duplicate{0, 0};  // elements another rank writes (a tied copy)
-  std::pair<int64_t, int64_t> writes{0, 0};     // elements [first, second) of the table this rank writes
-  int64_t base = 0;                             // the table element at index 0 of the spans
+  std::vector<BufferRange> writes;              // the elements of the table this rank writes, ascending
 };
 
 // A save runs in phases, so that all but the snapshot of the state can run on a thread of its own
@@ -101,8 +101,8 @@ FilePlan plan_file(const std::string& path, const Header& header, const ModelCon
 void create_file(FilePlan& plan);
 // Phase 2, collective: rank 0's offsets into every rank's plan.
 void share_offsets(FilePlan& plan, Comm& world);
-// This rank's pieces: the elements of each tensor inside `mine.writes` (a tensor may be split over
-// several ranks), pointing into `mine`'s spans.
+// This rank's pieces: the elements of each tensor inside each range of `mine.writes` (a tensor may
+// be split over several ranks and ranges), pointing into `mine`'s spans.
 std::vector<Piece> pieces_of(const FilePlan& plan, const RankState& mine);
 // Phase 2, any rank (even without pieces: MPI ranks share hosts and the file's metadata needs no
 // more than rank 0's fsync, but every writer flushes its own part): writes, fsyncs, one region per

@@ -276,10 +276,12 @@ class OptionTable {
         "blocks per pipeline chunk in order, e.g. 5,4,4,3 (empty: balanced by a FLOP cost model)");
     add_choice("parallel.recompute", &c.parallel.recompute,
         "activation recomputation (block: keep only each block's input)");
-    add("parallel.bucket_mb", &c.parallel.bucket_mb, "gradient all-reduce bucket size in MiB",
+    add("parallel.bucket_mb", &c.parallel.bucket_mb,
+        "gradient bucket size in MiB (all-reduce, or ZeRO-1's reduce-scatter and all-gather)",
         between(0.001, 4096.0));
     add("parallel.overlap", &c.parallel.overlap,
-        "start each bucket's all-reduce during the backward pass (false: all after it)");
+        "start each bucket's all-reduce (ZeRO-1: reduce-scatter) during the backward pass and let the next "
+        "forward pass wait for ZeRO-1's all-gathers bucket by bucket (false: all after the backward pass)");
     add("parallel.zero", &c.parallel.zero, "1: ZeRO-1, optimizer state sharded over the dp group",
         between(0, 1));
     add("parallel.timeout_s", &c.parallel.timeout_s,

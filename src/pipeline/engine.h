@@ -37,6 +37,7 @@ namespace kl::pipeline {
 // What ReduceGrads and OptimizerStep mean for this rank, and who hears of finished gradients.
 struct StepHooks {
   GradientsReady ready;  // as each chunk's last backward pass completes (may be empty)
+  ParamsNeeded needed;   // before a training forward pass reads parameters (may be empty)
   std::function<void()> grads_zeroed;       // after the gradients are zeroed (fault injection; may be empty)
   std::function<void()> reduce_grads;       // ReduceGrads: the sums over replicas and tied copies
   std::function<void(double loss)> optimizer_step;  // OptimizerStep, with this rank's share of the loss

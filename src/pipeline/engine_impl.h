@@ -238,7 +238,7 @@ void Engine<Backend>::exec(const Forward& x) {
   KL_CHECK(embeds || received_ >= 0, "a forward without its input activation");
   const S* input = embeds ? nullptr : message_buffers_[static_cast<size_t>(received_)].data();
   stage_.forward(slot, x.chunk, plan_.micro_batch, input, tokens(x.mb), targets(x.mb), position(x.mb),
-                 /*training=*/true);
+                 /*training=*/true, hooks_->needed);
   if (!embeds) {
     free_buffers_.push_back(received_);
     received_ = -1;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <type_traits>
 
 #include "src/pipeline/engine_impl.h"
 #include "src/pipeline/pipeline_worker.h"
@@ -60,6 +61,9 @@ class StageWorker final : public Worker {
   VectorOps<float>& ops() override { return ops_; }
   const TrainComms& comms() const override { return comms_; }
   void params_changed() override { stage_.params_changed(); }
+  bool forward_reads_params() const override {
+    return std::is_same_v<typename Backend::Act, typename Backend::Acc>;
+  }
   void collect(StreamStats* stats) override { stage_.collect(stats); }
   void skip_block(int layer) override { stage_.skip_block(layer); }
 

@@ -84,7 +84,7 @@ class Stage {
   // `targets` ([B,T], host memory) are kept in the slot for the backward pass. On the last global
   // chunk the per-token losses are added to the sum take_loss_sum() returns.
   void forward(int slot, int chunk, int B, const S* input, const int32_t* tokens, const int32_t* targets,
-               const BatchPosition& position, bool training);
+               const BatchPosition& position, bool training, const ParamsNeeded& needed = {});
   // The chunk's output in `slot`, the residual stream to send on [B,T,C].
   std::span<const S> output(int slot, int chunk, int B) const;
   // The sum of the per-token losses of the forward passes since the last call (0 but on the stage

@@ -146,7 +146,8 @@ int64_t Stage<Backend>::chunk_offset(int chunk) const {
 
 template <class Backend>
 void Stage<Backend>::forward(int index, int chunk, int B, const S* input, const int32_t* tokens,
-                             const int32_t* targets, const BatchPosition& position, bool training) {
+                             const int32_t* targets, const BatchPosition& position, bool training,
+                             const ParamsNeeded& needed) {
   KL_CHECK(B >= 1 && B <= micro_batch_, "batch larger than the stage's micro-batch buffers");
   const BlockShape s = shape(B);
   const int N = static_cast<int>(s.tokens());
@@ -156,6 +157,13 @@ void Stage<Backend>::forward(int index, int chunk, int B, const S* input, const 
   const A* p = weights();
   const BlockDropout dropout = dropout_for(position, training);
   const bool first = layout_.first_chunk(chunk), last = layout_.last_chunk(chunk);
+  // The parameters before `end` are about to be read: the embeddings lie before the first block,
+  // each block before the next, the final norm and the head after the last.
+  const auto before_reading = [&](size_t next_block) {
+    if (!needed) return;
+    needed(next_block < layer_offsets_.size() ? layer_offsets_[next_block] : static_cast<int64_t>(params_.size()));
+  };
+  if (first) before_reading(0);
   if (first) be_.upload(sl.tokens, tokens, N);
   if (last) be_.upload(sl.targets, targets, N);
   if (first) {
@@ -174,12 +182,14 @@ void Stage<Backend>::forward(int index, int chunk, int B, const S* input, const 
       continue;
     }
     double branch_sq[2] = {0.0, 0.0};
+    before_reading(l + 1);
     block_forward(be_, s, layer_ids_[l], layer_params_[l], x + i * NC, x + (i + 1) * NC, acts(sl, i), scratch_,
                   dropout, stats ? branch_sq : nullptr);
     if (stats) stats->add_forward(layer_ids_[l], be_.sum_squares(x + i * NC, NC), branch_sq);
   }
   if (stats && last) stats->final_act_sq += be_.sum_squares(x + count * NC, NC);
   if (!last) return;
+  before_reading(layer_offsets_.size());
   be_.layernorm_forward(sl.final_norm, sl.final_mean, sl.final_rstd, static_cast<const S*>(x + count * NC),
                         p + final_norm_weight_, p + final_norm_bias_, N, s.C);
   // The head has padded_vocab rows; the softmax and the loss see the first vocab columns.

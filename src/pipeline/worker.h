@@ -41,6 +41,9 @@ class Worker {
   virtual const TrainComms& comms() const = 0;
   // After params() changed (an update, a gather, a restore).
   virtual void params_changed() = 0;
+  // Whether the training forward pass reads params() itself (not a copy params_changed() makes), so
+  // that parameters may still be arriving when it starts (StepHooks::needed).
+  virtual bool forward_reads_params() const { return false; }
 
   // Step `step` (0-based): zeroes grads(), accumulates the gradient of this rank's share of the
   // global batch, and runs `hooks` at ReduceGrads and OptimizerStep.

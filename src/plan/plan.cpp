@@ -146,12 +146,23 @@ Prediction predict(const Model& model, const Layout& l, const std::vector<pipeli
     const double grad_bytes = double(stage_params) * 4.0;
     const Link dp_link = group_link(hw, grid.dp_group(s));
     if (l.dp > 1) {
+      const double bucket = std::min(grad_bytes, c.parallel.bucket_mb * (1 << 20));
       if (zero) {
-        sc.grad_reduce = sc.reduce_tail = reduce_scatter_time(grad_bytes, l.dp, dp_link.bandwidth, dp_link.latency);
+        // Bucketed like the all-reduce; the all-gathers overlap the next step's first forward pass,
+        // which waits for each bucket before reading it: exposed, the first bucket's gather (the
+        // embeddings') or what the forward pass cannot cover, whichever is longer.
+        sc.grad_reduce = reduce_scatter_time(grad_bytes, l.dp, dp_link.bandwidth, dp_link.latency);
+        sc.reduce_tail = c.parallel.overlap ? reduce_scatter_time(bucket, l.dp, dp_link.bandwidth, dp_link.latency)
+                                            : sc.grad_reduce;
         sc.gather = all_gather_time(grad_bytes, l.dp, dp_link.bandwidth, dp_link.latency);
+        if (c.parallel.overlap) {
+          double first_forward = 0;
+          for (double f : sc.forward) first_forward += f;
+          sc.gather = std::max(all_gather_time(bucket / 4, l.dp, dp_link.bandwidth, dp_link.latency),
+                               sc.gather - first_forward);
+        }
       } else {
         sc.grad_reduce = all_reduce_time(grad_bytes, l.dp, dp_link.bandwidth, dp_link.latency);
-        const double bucket = std::min(grad_bytes, c.parallel.bucket_mb * (1 << 20));
         sc.reduce_tail = c.parallel.overlap ? all_reduce_time(bucket, l.dp, dp_link.bandwidth, dp_link.latency)
                                             : sc.grad_reduce;
       }

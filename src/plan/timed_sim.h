@@ -23,7 +23,7 @@ struct StageCosts {
                             // bucket; all of it without overlap)
   double tied_sum = 0;      // ReduceGrads: the tied embedding's two copies summed (first and last stage)
   double optimizer = 0;     // OptimizerStep: the update of the parameters this rank owns
-  double gather = 0;        // ZeRO-1: the parameters' all-gather after the update
+  double gather = 0;        // ZeRO-1: the exposed part of the parameters' all-gather after the update
 };
 
 struct StepCosts {

@@ -10,19 +10,20 @@
 
 namespace kl {
 
-std::pair<int64_t, int64_t> CheckpointState::write_range() const {
-  if (sync_.zero()) return {sync_.shard().begin, sync_.shard().end};
-  if (comms_.dp.rank() == 0) return {0, static_cast<int64_t>(worker_.params().size())};
-  return {0, 0};
+std::vector<BufferRange> CheckpointState::write_ranges() const {
+  if (sync_.zero()) return sync_.shard();  // the optimizer's pieces: its moments hold exactly these
+  if (comms_.dp.rank() == 0) return sync_.shard();  // the whole buffer
+  return {};
 }
 
 void CheckpointState::reserve() {
   if (params_) return;
-  const auto [begin, end] = write_range();
+  int64_t n = 0;
+  for (const BufferRange& range : write_ranges()) n += range.size();
   VectorOps<float>& ops = worker_.ops();
-  params_ = ops.alloc_host(end - begin);  // zeroed (so touched), page-locked for a GPU
-  exp_avg_ = ops.alloc_host(end - begin);
-  exp_avg_sq_ = ops.alloc_host(end - begin);
+  params_ = ops.alloc_host(n);  // zeroed (so touched), page-locked for a GPU
+  exp_avg_ = ops.alloc_host(n);
+  exp_avg_sq_ = ops.alloc_host(n);
 }
 
 checkpoint::RankState CheckpointState::begin_snapshot() {
@@ -31,15 +32,13 @@ checkpoint::RankState CheckpointState::begin_snapshot() {
     const std::lock_guard<std::mutex> lock(copy_mutex_);
     copying_ = true;
   }
-  const auto [begin, end] = write_range();
   checkpoint::RankState s;
   s.table = &worker_.table();
   s.params = params_->span();
   s.exp_avg = exp_avg_->span();
   s.exp_avg_sq = exp_avg_sq_->span();
   s.duplicate = worker_.duplicate_range();
-  s.writes = {begin, end};
-  s.base = begin;
+  s.writes = write_ranges();
   return s;
 }
 
@@ -54,16 +53,17 @@ void CheckpointState::copy_snapshot(int64_t step) {
     }
   } done{*this};
   VectorOps<float>& ops = worker_.ops();
-  const auto [begin, end] = write_range();
-  const int64_t n = end - begin;
-  const auto range = [&](std::span<float> whole, int64_t first) {
-    return whole.subspan(static_cast<size_t>(begin - first), static_cast<size_t>(n));
-  };
-  // The optimizer's moments cover its shard (all of the buffer without ZeRO-1).
-  const int64_t moments_first = sync_.shard().begin;
-  ops.download(range(worker_.params(), 0), params_->span().data());
-  ops.download(range(optimizer_.exp_avg(), moments_first), exp_avg_->span().data());
-  ops.download(range(optimizer_.exp_avg_sq(), moments_first), exp_avg_sq_->span().data());
+  // The ranges written are the optimizer's pieces (or none), whose moments lie one after the other.
+  int64_t local = 0;
+  for (const BufferRange& range : write_ranges()) {
+    ops.download(worker_.params().subspan(static_cast<size_t>(range.begin), static_cast<size_t>(range.size())),
+                 params_->span().data() + local);
+    local += range.size();
+  }
+  if (local > 0) {
+    ops.download(optimizer_.exp_avg(), exp_avg_->span().data());
+    ops.download(optimizer_.exp_avg_sq(), exp_avg_sq_->span().data());
+  }
   // Skipped steps leave the parameters as they were, so this holds unless something is broken;
   // the save then fails before the checkpoint is published.
   double sum = 0;
@@ -101,9 +101,15 @@ void CheckpointState::restore(const std::string& path) {
   whole.exp_avg_sq = v->span();
   checkpoint::read_tensors(path, whole);
   ops.upload(whole.params.data(), worker_.params());
-  const auto& shard = sync_.shard();
-  ops.upload(whole.exp_avg.data() + shard.begin, optimizer_.exp_avg());
-  ops.upload(whole.exp_avg_sq.data() + shard.begin, optimizer_.exp_avg_sq());
+  int64_t local = 0;  // the optimizer's pieces lie one after the other in its moments
+  for (const BufferRange& piece : optimizer_.pieces()) {
+    const auto at = [&](std::span<float> moments) {
+      return moments.subspan(static_cast<size_t>(local), static_cast<size_t>(piece.size()));
+    };
+    ops.upload(whole.exp_avg.data() + piece.begin, at(optimizer_.exp_avg()));
+    ops.upload(whole.exp_avg_sq.data() + piece.begin, at(optimizer_.exp_avg_sq()));
+    local += piece.size();
+  }
   worker_.params_changed();
 }
 

@@ -26,9 +26,9 @@ class CheckpointState {
                   const GradSync& sync)
       : c_(c), comms_(comms), worker_(worker), optimizer_(optimizer), sync_(sync) {}
 
-  // The elements of the worker's table this rank writes: its ZeRO-1 shard, everything on the
-  // group's first rank, or nothing.
-  std::pair<int64_t, int64_t> write_range() const;
+  // The elements of the worker's table this rank writes: its ZeRO-1 shard (a piece per bucket),
+  // everything on the group's first rank, or nothing.
+  std::vector<BufferRange> write_ranges() const;
   // Allocates (and touches) the snapshot's host memory ahead of the first save.
   void reserve();
   // A snapshot in two halves, so that the copy need not stop training: only the optimizer update

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include "src/util/error.h"
 
@@ -57,30 +58,50 @@ double clip_grad_norm(VectorOps<T>& ops, std::span<T> grads, double clip) {
   return norm;
 }
 
+namespace {
+
+int64_t total_size(const std::vector<BufferRange>& pieces) {
+  int64_t n = 0;
+  for (const BufferRange& piece : pieces) n += piece.size();
+  return n;
+}
+
+}  // namespace
+
 template <class T>
-AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end, VectorOps<T>& ops)
-    : train_(train), begin_(begin), end_(end), ops_(ops), m_(ops.alloc(end - begin)), v_(ops.alloc(end - begin)) {
-  // The table's tensors in offset order, clipped to the range; the padding between two tensors
-  // (zeros, with zero gradients) goes with the run before it, where AdamW leaves it zero.
-  for (const ParamSpec& spec : table.specs()) {
-    const int64_t lo = std::max(spec.offset, begin_), hi = std::min(spec.offset + spec.numel(), end_);
-    if (lo >= hi) continue;
-    const Run run{lo - begin_, hi - begin_, spec.decay, spec.lr_scale, spec.eps_scale};
-    if (!runs_.empty() && runs_.back().same_update(run)) {
-      runs_.back().end = run.end;
-    } else {
-      runs_.push_back(run);
+AdamW<T>::AdamW(const ParamTable& table, const TrainConfig& train, std::vector<BufferRange> pieces, VectorOps<T>& ops)
+    : train_(train),
+      pieces_(std::move(pieces)),
+      local_size_(total_size(pieces_)),
+      ops_(ops),
+      m_(ops.alloc(local_size_)),
+      v_(ops.alloc(local_size_)) {
+  // Per piece, the table's tensors in offset order, clipped to the piece; the padding between two
+  // tensors (zeros, with zero gradients) goes with the run before it, where AdamW leaves it zero.
+  int64_t local = 0;
+  for (const BufferRange& piece : pieces_) {
+    for (const ParamSpec& spec : table.specs()) {
+      const int64_t lo = std::max(spec.offset, piece.begin), hi = std::min(spec.offset + spec.numel(), piece.end);
+      if (lo >= hi) continue;
+      const Run run{local + lo - piece.begin, local + hi - piece.begin, lo, spec.decay, spec.lr_scale, spec.eps_scale};
+      if (!runs_.empty() && runs_.back().same_update(run)) {
+        runs_.back().end = run.end;
+      } else {
+        runs_.push_back(run);
+      }
     }
+    local += piece.size();
   }
 }
 
 template <class T>
 void AdamW<T>::update(std::span<T> params, std::span<const T> grads, double lr, int64_t step) {
-  KL_CHECK(static_cast<int64_t>(params.size()) == end_ - begin_ && grads.size() == params.size(),
-           "AdamW: buffers do not match the optimizer's range");
+  KL_CHECK(static_cast<int64_t>(grads.size()) == local_size_ &&
+               (pieces_.empty() || static_cast<int64_t>(params.size()) >= pieces_.back().end),
+           "AdamW: buffers do not match the optimizer's pieces");
   for (const Run& run : runs_) {
     const auto at = static_cast<size_t>(run.begin), n = static_cast<size_t>(run.end - run.begin);
-    ops_.adamw(params.subspan(at, n), grads.subspan(at, n), m_->span().subspan(at, n), v_->span().subspan(at, n),
+    ops_.adamw(params.subspan(static_cast<size_t>(run.param), n), grads.subspan(at, n), m_->span().subspan(at, n), v_->span().subspan(at, n),
                lr * run.lr_scale, train_.beta1, train_.beta2, train_.eps * run.eps_scale,
                run.decay ? train_.weight_decay : 0.0, step);
   }

@@ -37,36 +37,44 @@ double clip_grad_norm(VectorOps<T>& ops, std::span<T> grads, double clip);
 template <class T>
 void clip_to_norm(VectorOps<T>& ops, std::span<T> grads, double norm, double clip);
 
-// AdamW over the elements [begin, end) of the flat parameter buffer: all of it, or one rank's shard
-// under ZeRO-1 (the moments are allocated for that range only), in `ops`' memory. Adjacent tensors
-// that share their weight-decay setting are updated in one call (one kernel on a GPU).
+// AdamW over pieces of the flat parameter buffer: all of it, or one rank's shard under ZeRO-1 (a
+// piece per bucket, src/train/grad_sync.h), in `ops`' memory. The gradients and moments of the
+// pieces lie one after the other in local buffers (the moments are allocated for the pieces only).
+// Adjacent tensors that share their weight-decay setting are updated in one call (one kernel on a
+// GPU).
 template <class T>
 class AdamW {
  public:
-  AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end, VectorOps<T>& ops);
+  AdamW(const ParamTable& table, const TrainConfig& train, std::vector<BufferRange> pieces, VectorOps<T>& ops);
+  // One piece, [begin, end).
+  AdamW(const ParamTable& table, const TrainConfig& train, int64_t begin, int64_t end, VectorOps<T>& ops)
+      : AdamW(table, train, std::vector<BufferRange>{{begin, end}}, ops) {}
 
-  // One update with learning rate `lr`; `step` counts from 1 (bias correction). `params` and
-  // `grads` hold the range [begin, end). Tensors whose table entry says decay=false (biases,
-  // LayerNorm) get no weight decay; a tensor's lr_scale and eps_scale multiply lr and epsilon.
+  // One update with learning rate `lr`; `step` counts from 1 (bias correction). `params` is the
+  // whole flat buffer (only the pieces change); `grads` holds the pieces one after the other.
+  // Tensors whose table entry says decay=false (biases, LayerNorm) get no weight decay; a tensor's
+  // lr_scale and eps_scale multiply lr and epsilon.
   void update(std::span<T> params, std::span<const T> grads, double lr, int64_t step);
 
-  // The moments of elements [begin, end): what a checkpoint saves and restores.
+  // The moments of the pieces, one after the other: what a checkpoint saves and restores.
   std::span<T> exp_avg() { return m_->span(); }
   std::span<T> exp_avg_sq() { return v_->span(); }
-  int64_t begin() const { return begin_; }
-  int64_t end() const { return end_; }
+  const std::vector<BufferRange>& pieces() const { return pieces_; }
 
  private:
-  struct Run {  // [begin, end) relative to the optimizer's range: tensors updated alike
-    int64_t begin, end;
+  struct Run {  // [begin, end) of the local buffers, from `param` on in the flat buffer: tensors updated alike
+    int64_t begin, end, param;
     bool decay;
     double lr_scale, eps_scale;  // the parameter table's per-tensor factors (model.depth_scaling)
+    // Whether `o`, which follows, may join this run: the same settings, and the same gap (padding)
+    // before it in the local buffers as in the flat one (so not across two pieces).
     bool same_update(const Run& o) const {
-      return decay == o.decay && lr_scale == o.lr_scale && eps_scale == o.eps_scale;
+      return o.begin - begin == o.param - param && decay == o.decay && lr_scale == o.lr_scale && eps_scale == o.eps_scale;
     }
   };
   TrainConfig train_;
-  int64_t begin_, end_;
+  std::vector<BufferRange> pieces_;
+  int64_t local_size_ = 0;
   VectorOps<T>& ops_;
   std::vector<Run> runs_;
   std::unique_ptr<typename VectorOps<T>::Buffer> m_, v_;

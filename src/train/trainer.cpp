@@ -63,7 +63,7 @@ class RankTrainer {
         comms_(comms),
         worker_(make_worker(c, comms)),
         sync_(c, worker_->comms().dp, *worker_),
-        optimizer_(worker_->table(), c.train, sync_.shard().begin, sync_.shard().end, worker_->ops()),
+        optimizer_(worker_->table(), c.train, sync_.shard(), worker_->ops()),
         nonfinite_(c.train),
         spikes_(c.train.spike_sigma, c.train.spike_window),
         skipped_batches_(skip_batch_list(c)),
@@ -98,6 +98,7 @@ class RankTrainer {
     double comm_wait = 0.0, loss = 0.0, grad_norm = 0.0;
     pipeline::StepHooks hooks;
     hooks.ready = sync_.ready();
+    hooks.needed = sync_.needed();
     if (nan_step_ == step + 1) hooks.grads_zeroed = [this] { inject(std::numeric_limits<float>::quiet_NaN()); };
     if (spike_step_ == step + 1) {
       if (!spike_repeat_) spike_step_ = 0;  // once: a rollback's replay of this step sees clean gradients
@@ -123,9 +124,13 @@ class RankTrainer {
         clip_to_norm(worker_->ops(), sync_.owned_grads(), grad_norm, c_.train.clip);
         comm_wait += update(learning_rate(c_.train, step), step + 1);
       }
-      if (diagnostics) *diagnostics = probe_.row(step + 1);  // a skipped step: ratios 0
+      if (diagnostics) {
+        comm_wait += sync_.wait_params();  // the update ratios read every parameter
+        *diagnostics = probe_.row(step + 1);  // a skipped step: ratios 0
+      }
     };
     const StepWork work = worker_->step(data, batch_of(step), hooks);
+    comm_wait += sync_.take_forward_wait();  // ZeRO-1: the forward passes waiting on the last gathers
     const double step_time = seconds_since(start);
     const double tokens = double(c_.train.global_batch) * c_.model.seq_len;
     StepMetrics m{step + 1, loss, learning_rate(c_.train, step), grad_norm, tokens / step_time, step_time,
@@ -183,6 +188,7 @@ class RankTrainer {
   // Mean loss over eval_batches x global_batch validation windows (the same windows every time),
   // each data-parallel rank evaluating its contiguous share.
   double validation_loss(const TokenDataset& val) {
+    sync_.wait_params();
     const int64_t total = int64_t{c_.train.eval_batches} * c_.train.global_batch;
     const int64_t share = total / comms_.dp.size();
     const double sum = worker_->evaluate_sum(val, share * comms_.dp.rank(), share, total);
@@ -193,19 +199,30 @@ class RankTrainer {
   // embedding the same values): a hash of their bits, compared across the group, catches any drift
   // (a reduction that differs between ranks, a missed update).
   void check_replicas_agree(int64_t step) {
+    sync_.wait_params();
     KL_CHECK(same_on_all_ranks(comms_.dp, worker_->ops().to_host(worker_->params())),
              "data-parallel replicas hold different parameters after step " + std::to_string(step));
     worker_->check_copies_agree(step);
   }
 
-  Worker& worker() { return *worker_; }
+  // The worker, its parameters whole (ZeRO-1's gathers waited for).
+  Worker& worker() {
+    sync_.wait_params();
+    return *worker_;
+  }
   // Whether some rank had received a preemption signal by the last step's loss reduction; the
   // same answer on every rank.
   bool preempted() const { return preempted_; }
 
+  // Waits for ZeRO-1's last gathers (nothing may be left in flight when the run ends).
+  void wait_params() { sync_.wait_params(); }
+
   CheckpointState& checkpoint_state() { return checkpoint_state_; }
   // This rank's tensors from the checkpoint file `path`, by global name.
-  void restore(const std::string& path) { checkpoint_state_.restore(path); }
+  void restore(const std::string& path) {
+    sync_.wait_params();  // no gather may still write into the parameters being replaced
+    checkpoint_state_.restore(path);
+  }
 
  private:
   // Fault injection for tests (FaultInjection): as if the backward pass had produced `value` in
@@ -242,30 +259,31 @@ class RankTrainer {
   double global_grad_norm() {
     VectorOps<float>& ops = worker_->ops();
     const auto grads = sync_.owned_grads();
-    const int64_t shard_begin = sync_.shard().begin, n = static_cast<int64_t>(grads.size());
-    auto [skip_begin, skip_end] = worker_->duplicate_range();
-    skip_begin = std::clamp(skip_begin - shard_begin, int64_t{0}, n);
-    skip_end = std::clamp(skip_end - shard_begin, skip_begin, n);
+    const auto [dup_begin, dup_end] = worker_->duplicate_range();
     auto part = [&](int64_t from, int64_t to) {
       return ops.sum_squares(grads.subspan(static_cast<size_t>(from), static_cast<size_t>(to - from)));
     };
-    double norm_sq = part(0, skip_begin) + part(skip_end, n);
-    // The copy is left out of the sum but not out of the check: a non-finite value there counts.
-    if (skip_end > skip_begin && !std::isfinite(part(skip_begin, skip_end))) {
-      norm_sq = std::numeric_limits<double>::quiet_NaN();
+    double norm_sq = 0.0;
+    bool copy_finite = true;
+    int64_t local = 0;  // where the piece's gradients start in `grads`
+    for (const BufferRange& piece : sync_.shard()) {
+      const int64_t skip_begin = std::clamp(dup_begin, piece.begin, piece.end) - piece.begin + local;
+      const int64_t skip_end = std::clamp(dup_end, piece.begin, piece.end) - piece.begin + local;
+      norm_sq += part(local, skip_begin) + part(std::max(skip_end, skip_begin), local + piece.size());
+      // The copy is left out of the sum but not out of the check: a non-finite value there counts.
+      if (skip_end > skip_begin && !std::isfinite(part(skip_begin, skip_end))) copy_finite = false;
+      local += piece.size();
     }
+    if (!copy_finite) norm_sq = std::numeric_limits<double>::quiet_NaN();
     if (sync_.zero()) norm_sq = comms_.dp.all_reduce_sum(norm_sq);
     return std::sqrt(comms_.pp.all_reduce_sum(norm_sq));
   }
 
-  // AdamW on this rank's range; under ZeRO-1 the updated shards are then gathered. Returns the
-  // seconds spent gathering.
+  // AdamW on this rank's pieces; under ZeRO-1 the updated pieces are then gathered (waited for by
+  // the next forward pass, bucket by bucket, where it can). Returns the seconds spent waiting here.
   double update(double lr, int64_t step_number) {
     checkpoint_state_.fence();  // a background save may still be copying the state
-    const auto& shard = sync_.shard();
-    const auto params = worker_->params().subspan(static_cast<size_t>(shard.begin),
-                                                  static_cast<size_t>(shard.end - shard.begin));
-    optimizer_.update(params, sync_.owned_grads(), lr, step_number);
+    optimizer_.update(worker_->params(), sync_.owned_grads(), lr, step_number);
     const double wait = sync_.gather_params();
     worker_->params_changed();
     return wait;
@@ -565,6 +583,7 @@ TrainSummary train(const Config& c, const TrainComms& comms, std::ostream& progr
       break;
     }
   }
+  trainer.wait_params();
   if (saver) saver->wait();
   if (start >= c.train.steps) {  // resumed from the end: report where the run stands
     progress << "nothing to train: the checkpoint is at step " << start << " of " << c.train.steps << "\n";

@@ -16,6 +16,7 @@
 #include "comm/device_setup.h"
 #include "comm/grad_reducer.h"
 #include "comm/mpi_comm.h"
+#include "comm/shard_reducer.h"
 #include "models/params.h"
 #include "src/checkpoint/checkpoint.h"
 
@@ -180,7 +181,7 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   mine.params = params;
   mine.exp_avg = m;
   mine.exp_avg_sq = v;
-  mine.writes = {0, stage.buffer_size()};
+  mine.writes = {{0, stage.buffer_size()}};
   checkpoint::Header header;
   header.step = 5;
   header.config = "[model]\nlayers = " + std::to_string(ranks) + "\n";
@@ -210,9 +211,9 @@ TEST(Checkpoint, EveryRankWritesItsStageThroughTheMpiCommunicator) {
   world->barrier();
 }
 
-// ZeRO-1's way: every rank holds the whole model's table but writes only its 1/ranks share of the
-// flat buffer, so most tensors are split between two ranks (each rank's part a hyperslab of the
-// dataset). The tensors' CRC-32s, combined from the parts' (crc32_combine), and the seal's, combined
+// ZeRO-1's way: every rank holds the whole model's table but writes only its share of the flat
+// buffer, its slice of every bucket (here: every ranks-th run of 1000 elements), so most tensors
+// are split between ranks (each rank's part a hyperslab of the dataset). The tensors' CRC-32s, combined from the parts' (crc32_combine), and the seal's, combined
 // from the parts' and the bytes between them, must equal zlib's over the whole bytes: read_tensors
 // checks the first, verify() the second, each by reading the file through.
 TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
@@ -227,24 +228,27 @@ TEST(Checkpoint, ShardsSplitAcrossRanksCombineIntoTheWholeTensorsChecksums) {
   const std::string dir = shared_temp_dir(*world), path = dir + "/state.h5";
 
   const ParamTable whole(model);
-  const int64_t n = whole.buffer_size(), begin = n * rank / ranks, end = n * (rank + 1) / ranks;
+  const int64_t n = whole.buffer_size(), run = 1000;
   std::vector<float> expected(static_cast<size_t>(n));
   init_parameters(whole, 3, expected.data());
-  // Only this rank's share, as under ZeRO-1 (base: the table element at index 0).
-  std::vector<float> p(expected.begin() + begin, expected.begin() + end), m(p), v(p);
-  for (size_t i = 0; i < p.size(); ++i) m[i] = 2.0f * p[i], v[i] = p[i] * p[i];
+  // Only this rank's share, as under ZeRO-1: its runs, one after the other.
   checkpoint::RankState mine;
+  std::vector<float> p;
+  for (int64_t begin = run * rank; begin < n; begin += run * ranks) {
+    mine.writes.push_back({begin, std::min(begin + run, n)});
+    p.insert(p.end(), expected.begin() + begin, expected.begin() + mine.writes.back().end);
+  }
+  std::vector<float> m(p), v(p);
+  for (size_t i = 0; i < p.size(); ++i) m[i] = 2.0f * p[i], v[i] = p[i] * p[i];
   mine.table = &whole;
   mine.params = p;
   mine.exp_avg = m;
   mine.exp_avg_sq = v;
-  mine.writes = {begin, end};
-  mine.base = begin;
   checkpoint::Header header;
   header.step = 9;
   header.config = "[model]\nlayers = 3\n";
   const int64_t bytes = checkpoint::write_file(path, header, model, mine, *world);
-  EXPECT_EQ(bytes, 3 * (end - begin) * int64_t{sizeof(float)});
+  EXPECT_EQ(bytes, 3 * static_cast<int64_t>(p.size()) * int64_t{sizeof(float)});
 
   if (rank == 0) {
     checkpoint::verify(path);  // the seal's CRC-32, combined, equals the file's
@@ -275,6 +279,51 @@ TEST(GradReducer, BucketsCoverTheBufferAndSum) {
   reducer.begin();
   reducer.finish();
   for (float g : grads) ASSERT_EQ(g, static_cast<float>(comm->size()));
+}
+
+// ZeRO-1's buckets: every boundary a multiple of the ranks, each rank's pieces (its slice of every
+// bucket) partition the buffer across ranks, the reduce-scatters leave in each piece the sum over
+// ranks (as the all-reduce above), and the gathers, waited for bucket by bucket, make every
+// rank's buffer whole again: each rank's own pieces, updated locally, arrive everywhere.
+TEST(ShardReducer, PiecesPartitionTheBufferAndSumThenGather) {
+  auto comm = MpiComm::world();
+  const int ranks = comm->size();
+  const auto n = static_cast<size_t>(10007 / ranks * ranks);
+  std::vector<float> grads(n), params(n, -1.0f), shard(n / static_cast<size_t>(ranks));
+  for (size_t i = 0; i < n; ++i) grads[i] = value(comm->rank(), i);
+  ShardReducer reducer(*comm, grads, params, shard, 1000);
+  int64_t owned = 0, bucket_end = 0;
+  for (const BufferRange& piece : reducer.pieces()) {  // the rank-th of `ranks` slices of each bucket
+    const int64_t bucket_begin = piece.begin - comm->rank() * piece.size();
+    EXPECT_EQ(bucket_begin, bucket_end);
+    EXPECT_EQ(bucket_begin % ranks, 0);
+    bucket_end = bucket_begin + ranks * piece.size();
+    owned += piece.size();
+  }
+  EXPECT_EQ(bucket_end, static_cast<int64_t>(n));
+  EXPECT_GT(reducer.buckets(), 5);
+  EXPECT_EQ(owned, static_cast<int64_t>(shard.size()));
+  std::vector<double> owners(n, 0.0);  // how many ranks own each element
+  for (const BufferRange& piece : reducer.pieces()) {
+    for (int64_t i = piece.begin; i < piece.end; ++i) owners[static_cast<size_t>(i)] = 1.0;
+  }
+  comm->all_reduce_sum(owners);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(owners[i], 1.0) << i;
+
+  reducer.begin();
+  for (int64_t offset = 9000; offset > 0; offset -= 1500) reducer.ready_from(offset);
+  reducer.finish();
+  size_t local = 0;
+  for (const BufferRange& piece : reducer.pieces()) {
+    for (int64_t i = piece.begin; i < piece.end; ++i, ++local) {
+      ASSERT_EQ(shard[local], sum_over_ranks(ranks, static_cast<size_t>(i))) << i;
+      params[static_cast<size_t>(i)] = static_cast<float>(i);  // this rank's "update"
+    }
+  }
+  reducer.start_gather();
+  for (int64_t end = 1; end <= static_cast<int64_t>(n); end += 777) reducer.need_params(end);
+  reducer.need_params(static_cast<int64_t>(n));
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(params[i], static_cast<float>(i)) << i;
 }
 
 }  // namespace

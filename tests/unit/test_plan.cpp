@@ -263,6 +263,27 @@ TEST(PlanCosts, FlopModelReachesItsEfficiencyOnOneRank) {
   EXPECT_NEAR(p.mfu, model.hardware.compute_efficiency, 0.01 * model.hardware.compute_efficiency);
 }
 
+// ZeRO-1 overlapped (reduce-scatters during the backward pass, the all-gathers waited for by the next
+// forward pass) exposes less than half the communication of the same collectives after the backward
+// pass, where both are exposed whole.
+TEST(PlanCosts, ZeroOverlapExposesLessThanAfterBackward) {
+  ModelConfig m;  // 1.4 GB of gradients: bandwidth, not latency, sets the collectives' times
+  m.layers = 24;
+  m.d_model = 1024;
+  m.heads = 16;
+  m.seq_len = 1024;
+  m.vocab = 50304;
+  Model model = cpu_model(m, 8, 1);
+  const Layout layout{2, 1, ScheduleKind::k1F1B, 1, 1, 4, Recompute::kNone, 1};
+  model.config.parallel.overlap = false;
+  const Prediction after = predict(model, layout);
+  model.config.parallel.overlap = true;
+  const Prediction overlapped = predict(model, layout);
+  EXPECT_GT(after.timeline.comm_exposed, 0.0);
+  EXPECT_LT(overlapped.timeline.comm_exposed, 0.5 * after.timeline.comm_exposed);
+  EXPECT_LT(overlapped.timeline.step_time, after.timeline.step_time);
+}
+
 TEST(PlanSearch, RefusesImpossibleRequests) {
   const Model model = cpu_model(small_model(), 8, 1);
   auto message = [&](int gpus, const Constraints& c) {
