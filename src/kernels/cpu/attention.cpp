@@ -24,6 +24,7 @@
 #include <limits>
 #include <vector>
 
+#include "src/kernels/cpu/fast_exp.h"
 #include "src/kernels/cpu/ops.h"
 
 namespace kl::cpu {
@@ -45,6 +46,12 @@ Head<Q> head(Q* qkv, int bh, int T_, int C, int NH) {
   const int b = bh / NH, h = bh % NH, hs = C / NH;
   return {qkv + int64_t{b} * T_ * 3 * C + h * hs, int64_t{b} * T_ * C + h * hs, int64_t{bh} * T_};
 }
+
+// exp of a score minus its row's maximum or log-sum-exp (<= 0 up to rounding): the vectorisable
+// float exp in training (the softmax's exps were the kernel's largest cost after its products),
+// the C library's in the fp64 tests.
+inline float exp_shifted(float x) { return exp_nonpositive(x); }
+inline double exp_shifted(double x) { return std::exp(x); }
 
 // This thread's scratch of at least n elements (grown, never shrunk).
 template <class T>
@@ -82,13 +89,14 @@ void attention_forward(T* out, T* lse, const T* qkv, int B, int T_, int C, int N
           for (int j = 1; j < valid; ++j) max = row[j] > max ? row[j] : max;
           if (c0 > 0) max = std::max(max, row_max[ii]);
           T sum = 0;
+#pragma omp simd reduction(+ : sum)
           for (int j = 0; j < valid; ++j) {
-            row[j] = std::exp(row[j] - max);
+            row[j] = exp_shifted(row[j] - max);
             sum += row[j];
           }
           for (int j = valid; j < cols; ++j) row[j] = 0;
           if (c0 > 0) {  // rescale what the earlier tiles summed to the new maximum
-            const T correction = std::exp(row_max[ii] - max);
+            const T correction = exp_shifted(row_max[ii] - max);
             row_sum[ii] = row_sum[ii] * correction + sum;
             T* yrow = y + int64_t{ii} * C;
             for (int d = 0; d < hs; ++d) yrow[d] *= correction;
@@ -147,9 +155,11 @@ void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, cons
           const int i = r0 + ii, valid = std::min(cols, i + 1 - c0);
           T* prow = p + ii * kBackwardKeys;
           T* dsrow = ds + ii * kBackwardKeys;
+          const T lse_i = row_lse[i], delta_i = delta[i];
+#pragma omp simd
           for (int j = 0; j < valid; ++j) {
-            prow[j] = std::exp(prow[j] - row_lse[i]);
-            dsrow[j] = prow[j] * (dsrow[j] - delta[i]);
+            prow[j] = exp_shifted(prow[j] - lse_i);
+            dsrow[j] = prow[j] * (dsrow[j] - delta_i);
           }
           for (int j = valid; j < cols; ++j) prow[j] = dsrow[j] = 0;
         }
