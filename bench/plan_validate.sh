@@ -75,9 +75,10 @@ for i, line in enumerate(files[0]):
     print(f"{key} = {int(value)}" if shape else f"{key} = {value:.6g}")
 PY
 # This host's links for the model: the memcpy bandwidth the calibration measured (MPI moves
-# messages through shared memory), all ranks on one "node".
+# messages through shared memory), all ranks on one "node"; the CPU backend's attention memory,
+# which the runs measure (--backend cpu).
 copy_gbps=$(awk '$1 == "copy_bytes_per_s" {print $3 / 1e9}' "$out/calibration.txt")
-hw=(--gpu-memory 1000 --peak-tflops 1 --intra-gbps "$copy_gbps" --inter-gbps "$copy_gbps" --gpus-per-node 8
+hw=(--backend cpu --gpu-memory 1000 --peak-tflops 1 --intra-gbps "$copy_gbps" --inter-gbps "$copy_gbps" --gpus-per-node 8
     --latency-us 5)
 
 printf 'calibration (fastest of %d): %s\n' $((rounds + 1)) "$(grep -v '^#' "$out/calibration.txt" | tr '\n' ' ')"

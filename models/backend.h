@@ -11,8 +11,8 @@
 //                        residual stream (as PyTorch autocast keeps them)
 //
 // Two element types name every tensor's precision:
-//   Act  activations that feed or leave a matrix product (LayerNorm outputs, qkv, attention
-//        probabilities, MLP hidden units, a branch's output) and the copy of the weights the
+//   Act  activations that feed or leave a matrix product (LayerNorm outputs, qkv, what attention
+//        keeps for its backward pass, MLP hidden units, a branch's output) and the copy of the weights the
 //        passes read;
 //   Acc  the master weights, their gradients, the residual stream and its gradient, LayerNorm
 //        statistics, losses.
@@ -101,12 +101,18 @@ class CpuBackend {
                           const Acc* mean, const Acc* rstd, int N, int C) const {
     cpu::layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
   }
-  void attention_forward(Act* out, Act* probs, const Act* qkv, int B, int T_, int C, int NH) const {
-    cpu::attention_forward(out, probs, qkv, B, T_, C, NH);
+  // What attention keeps per block for its backward pass (the `stash`), and the scratch its
+  // backward pass needs, in Act elements. The CPU kernel is flash-style
+  // (src/kernels/cpu/attention.cpp): it keeps each row's log-sum-exp, B NH T, and recomputes the
+  // softmax tile by tile from per-thread scratch, so no T x T matrix is ever allocated.
+  static int64_t attention_stash_elems(int B, int T_, int NH) { return int64_t{B} * NH * T_; }
+  static int64_t attention_scratch_elems(int /*B*/, int /*T_*/, int /*NH*/) { return 0; }
+  void attention_forward(Act* out, Act* stash, const Act* qkv, int B, int T_, int C, int NH) const {
+    cpu::attention_forward(out, stash, qkv, B, T_, C, NH);
   }
-  void attention_backward(Act* dqkv, Act* dprobs, const Act* dout, const Act* qkv, const Act* probs, int B, int T_,
-                          int C, int NH) const {
-    cpu::attention_backward(dqkv, dprobs, dout, qkv, probs, B, T_, C, NH);
+  void attention_backward(Act* dqkv, Act* /*scratch*/, const Act* dout, const Act* qkv, const Act* out,
+                          const Act* stash, int B, int T_, int C, int NH) const {
+    cpu::attention_backward(dqkv, dout, qkv, out, stash, B, T_, C, NH);
   }
   void gelu_forward(Act* out, const Act* inp, int64_t n) const { cpu::gelu_forward(out, inp, n); }
   void gelu_backward(Act* dinp, const Act* inp, const Act* dout, int64_t n) const {

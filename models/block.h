@@ -77,7 +77,8 @@ struct BlockActivations {
   S *sum1, *sum2;                            // [N,C] post-norm variants
   S *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;  // [N] each
   A* qkv;                                    // [N,3C]
-  A* probs;                                  // [B,NH,T,T]
+  A* attn_stash;  // what attention keeps for its backward pass: Backend::attention_stash_elems
+                  // (the CPU: each row's log-sum-exp [B,NH,T]; CUDA: the softmax [B,NH,T,T])
   A* att;                                    // [N,C]
   S* x_mid;                                  // [N,C] the stream between the two branches
   A *fc, *gelu;                              // [N,F]
@@ -94,7 +95,7 @@ struct BlockScratch {
   typename Backend::Act* branch;  // [N,C]   a branch's output / the gradient of one
   typename Backend::Act* dnc;     // [N,C]   gradient of the attention output, then of a LayerNorm output
   typename Backend::Act* dqkv;    // [N,3C]  (also the highway gate's dL/dz and its input gradient)
-  typename Backend::Act* dprobs;  // [B,NH,T,T]
+  typename Backend::Act* attn_scratch;  // Backend::attention_scratch_elems (CUDA: dS [B,NH,T,T]; CPU: none)
   typename Backend::Act* dff;     // [N,F]
   typename Backend::Acc* stream;  // [N,C]   an Acc temporary: post-norm's LayerNorm input gradient,
                                   //         the layerscale/rezero scale sums

@@ -175,10 +175,10 @@ void branch_backward(Backend& be, const BlockShape& s, const BranchRefs<Backend>
 
 template <class Backend>
 Sizes BlockActivations<Backend>::size(const BlockShape& s) {
-  const int64_t N = s.tokens(), NC = N * s.C, square = int64_t{s.B} * s.NH * s.T * s.T;
+  const int64_t N = s.tokens(), NC = N * s.C, stash = Backend::attention_stash_elems(s.B, s.T, s.NH);
   const Residual r = s.residual;
   Sizes z;
-  z.act = (pre_norm(r) ? 2 * NC : 0) + 3 * NC + square + NC + 2 * N * s.F +
+  z.act = (pre_norm(r) ? 2 * NC : 0) + 3 * NC + stash + NC + 2 * N * s.F +
           (scaled_branch(r) || r == Residual::kHighway ? 2 * NC : 0) + (r == Residual::kHighway ? 2 * NC : 0);
   if constexpr (!std::is_same_v<A, S>) z.act += block_detail::reads_input(r) ? 2 * NC : 0;
   z.acc = (post_norm(r) ? 2 * NC : 0) + 4 * N + NC;
@@ -203,7 +203,7 @@ BlockActivations<Backend> BlockActivations<Backend>::carve(Carver<Backend>& m, c
   a.ln2_mean = m.take_acc(N);
   a.ln2_rstd = m.take_acc(N);
   a.qkv = m.take_act(3 * NC);
-  a.probs = m.take_act(int64_t{s.B} * s.NH * s.T * s.T);
+  a.attn_stash = m.take_act(Backend::attention_stash_elems(s.B, s.T, s.NH));
   a.att = m.take_act(NC);
   a.x_mid = m.take_acc(NC);
   a.fc = m.take_act(N * s.F);
@@ -228,7 +228,7 @@ BlockActivations<Backend> BlockActivations<Backend>::carve(Carver<Backend>& m, c
 template <class Backend>
 Sizes BlockScratch<Backend>::size(const BlockShape& s) {
   const int64_t N = s.tokens();
-  return {N * s.C * 2 + N * 3 * s.C + int64_t{s.B} * s.NH * s.T * s.T + N * s.F, N * s.C};
+  return {N * s.C * 2 + N * 3 * s.C + Backend::attention_scratch_elems(s.B, s.T, s.NH) + N * s.F, N * s.C};
 }
 
 template <class Backend>
@@ -238,7 +238,7 @@ BlockScratch<Backend> BlockScratch<Backend>::carve(Carver<Backend>& m, const Blo
   b.branch = m.take_act(N * s.C);
   b.dnc = m.take_act(N * s.C);
   b.dqkv = m.take_act(N * 3 * s.C);
-  b.dprobs = m.take_act(int64_t{s.B} * s.NH * s.T * s.T);
+  b.attn_scratch = m.take_act(Backend::attention_scratch_elems(s.B, s.T, s.NH));
   b.dff = m.take_act(N * s.F);
   b.stream = m.take_acc(N * s.C);
   return b;
@@ -282,7 +282,7 @@ void forward_all(Backend& be, const BlockShape& s, int layer, const BlockTensors
   branch_forward(be, s, branch_refs<Backend>(Which::kAttention, s, w, no_grads, a, layer), x_in, a.x_mid, scratch,
                  dropout, layer, branch_sq, [&](const A* in) {
                    be.linear_forward(a.qkv, in, w.qkv_w, w.qkv_b, N, s.C, 3 * s.C);
-                   be.attention_forward(a.att, a.probs, a.qkv, s.B, s.T, s.C, s.NH);
+                   be.attention_forward(a.att, a.attn_stash, a.qkv, s.B, s.T, s.C, s.NH);
                    be.linear_forward(scratch.branch, a.att, w.proj_w, w.proj_b, N, s.C, s.C);
                  });
   branch_forward(be, s, branch_refs<Backend>(Which::kMlp, s, w, no_grads, a, layer),
@@ -327,7 +327,10 @@ void backward_all(Backend& be, const BlockShape& s, int layer, const BlockTensor
   branch_backward(be, s, attn, x_in, dres, d.attn_proj, scratch, dropout, layer, part, [&] {
     be.linear_backward(input_grad(scratch.dnc), weight_grad(g.proj_w), weight_grad(g.proj_b), d.attn_proj, a.att,
                        w.proj_w, N, s.C, s.C);
-    if (inputs) be.attention_backward(d.attn_qkv, scratch.dprobs, scratch.dnc, a.qkv, a.probs, s.B, s.T, s.C, s.NH);
+    if (inputs) {
+      be.attention_backward(d.attn_qkv, scratch.attn_scratch, scratch.dnc, a.qkv, a.att, a.attn_stash, s.B, s.T, s.C,
+                            s.NH);
+    }
     be.linear_backward(input_grad(d.ln1), weight_grad(g.qkv_w), weight_grad(g.qkv_b), d.attn_qkv,
                        pre ? static_cast<const A*>(a.ln1) : input_as_act(attn, x_in), w.qkv_w, N, s.C, 3 * s.C);
     return static_cast<const A*>(d.ln1);
@@ -384,7 +387,7 @@ struct RunView {
     for (auto* p : {&r.sum1, &r.sum2, &r.x_mid}) *p = shifted(*p, c);
     for (auto* p : {&r.ln1_mean, &r.ln1_rstd, &r.ln2_mean, &r.ln2_rstd}) *p = shifted(*p, t);
     r.qkv = shifted(a.qkv, 3 * c);
-    r.probs = shifted(a.probs, int64_t{b0} * s.NH * s.T * s.T);
+    r.attn_stash = shifted(a.attn_stash, Backend::attention_stash_elems(b0, s.T, s.NH));
     r.fc = shifted(a.fc, rows(s, s.F));
     r.gelu = shifted(a.gelu, rows(s, s.F));
     return r;

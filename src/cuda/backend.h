@@ -99,11 +99,16 @@ class CudaBackend {
                           const Acc* mean, const Acc* rstd, int N, int C) {
     cuda::layernorm_backward<T, DOut>(dinp, dw, db, dout, inp, w, mean, rstd, N, C, stream_);
   }
+  // Attention keeps the full softmax P [B,NH,T,T] for its backward pass, and the backward pass a
+  // scratch dS of that size (the CPU backend's flash-style kernel keeps neither).
+  static int64_t attention_stash_elems(int B, int T_, int NH) { return int64_t{B} * NH * T_ * T_; }
+  static int64_t attention_scratch_elems(int B, int T_, int NH) { return int64_t{B} * NH * T_ * T_; }
   void attention_forward(Act* out, Act* probs, const Act* qkv, int B, int T_, int C, int NH) {
     cuda::attention_forward<T>(*blas_, out, probs, qkv, B, T_, C, NH, stream_);
   }
-  void attention_backward(Act* dqkv, Act* dprobs, const Act* dout, const Act* qkv, const Act* probs, int B, int T_,
-                          int C, int NH) {
+  // `out` (the forward pass's output) is unused here: the stash is the softmax itself.
+  void attention_backward(Act* dqkv, Act* dprobs, const Act* dout, const Act* qkv, const Act* /*out*/,
+                          const Act* probs, int B, int T_, int C, int NH) {
     cuda::attention_backward<T>(*blas_, dqkv, dprobs, dout, qkv, probs, B, T_, C, NH, stream_);
   }
   void gelu_forward(Act* out, const Act* inp, int64_t n) { cuda::gelu_forward(out, inp, n, stream_); }

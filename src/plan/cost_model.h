@@ -27,6 +27,10 @@ struct Hardware {
   // FLOP model only: the share of the peak the block's products reach (memory-bound operations,
   // kernel launches and imperfect tiling take the rest). Calibrated costs replace it.
   double compute_efficiency = 0.6;
+  // The attention's memory: the CUDA backend keeps the softmax P [B,NH,T,T] per block and a dS
+  // scratch of that size; false prices the CPU backend's flash-style kernel (B NH T per block, no
+  // scratch), which the tests compare with a CPU Stage.
+  bool attention_keeps_probs = true;
 };
 
 // The named presets (docs/planning.md: datasheet numbers and their sources), with the dense rate of
@@ -84,6 +88,12 @@ struct ActivationBytes {
   double shared = 0;      // scratch, dL/dx and (recompute) one block's tensors: once per stage
 };
 ActivationBytes activation_bytes(const ModelConfig& model, int micro_batch, Precision precision, bool recompute,
-                                 bool split_backward);
+                                 bool split_backward, bool attention_keeps_probs);
+// The Act elements per block that keeping the attention's softmax adds over the CPU's flash-style
+// kernel: {saved per block, scratch}.
+struct AttentionExtra {
+  double stash = 0, scratch = 0;
+};
+AttentionExtra attention_probs_extra(const ModelConfig& model, int micro_batch);
 
 }  // namespace kl::plan

@@ -22,7 +22,8 @@ const char* const kPlanUsage =
     "  kilolayer plan --config FILE --gpus N (--preset h100|h200 | --gpu-memory GB --peak-tflops X\n"
     "                 --intra-gbps A --inter-gbps B --gpus-per-node G) [--efficiency E] [--latency-us L]\n"
     "                 [--calibration FILE] [--dp N] [--pp N] [--schedule S] [--virtual V] [--micro-batch B]\n"
-    "                 [--recompute none|block] [--zero 0|1] [--top K] [--out FILE] [--section.key=value ...]\n"
+    "                 [--recompute none|block] [--zero 0|1] [--backend cuda|cpu] [--top K] [--out FILE]\n"
+    "                 [--section.key=value ...]\n"
     "      the fastest layouts that fit (bandwidths in GB/s per GPU and direction, memory in GB)\n"
     "  kilolayer plan --config FILE --evaluate [the same hardware flags] [--calibration FILE] [...]\n"
     "      the config's own layout, stage by stage\n"
@@ -43,7 +44,7 @@ const char* const kValueFlags[] = {"--config", "--gpus", "--preset", "--gpu-memo
                                    "--intra-gbps", "--inter-gbps", "--gpus-per-node", "--efficiency",
                                    "--latency-us", "--calibration", "--dp", "--pp", "--schedule",
                                    "--virtual", "--micro-batch", "--recompute", "--zero", "--top",
-                                   "--out", "--repeats"};
+                                   "--out", "--repeats", "--backend"};
 const char* const kSwitches[] = {"--evaluate", "--calibrate"};
 
 Flags take_flags(std::vector<std::string>& args) {
@@ -128,6 +129,11 @@ Hardware hardware_from(const Flags& flags, const RunConfig& run) {
     if (hw.compute_efficiency > 1) throw UserError("plan: --efficiency must be at most 1");
   }
   if (flags.has("--latency-us")) hw.intra_latency = hw.inter_latency = positive_number(flags, "--latency-us") * 1e-6;
+  if (flags.has("--backend")) {  // whose attention memory to price: CUDA keeps the softmax, the CPU does not
+    const std::string backend = flags.get("--backend");
+    if (backend != "cuda" && backend != "cpu") throw UserError("plan: --backend must be cuda or cpu, got '" + backend + "'");
+    hw.attention_keeps_probs = backend == "cuda";
+  }
   return hw;
 }
 

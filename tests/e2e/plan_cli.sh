@@ -29,6 +29,13 @@ check "same layout evaluated ($layout)" grep -qxF "layout: $layout" <<<"$evaluat
 staged=$("$bin" plan --config "$work/small.ini" --evaluate "${hw[@]}" --parallel.pp=4 --parallel.schedule=zb1)
 check "four stages" test "$(grep -c '^stage [0-3]:' <<<"$staged")" -eq 4
 
+# The CUDA backend keeps attention's softmax, the CPU's flash-style kernel does not: more memory.
+activations() { "$bin" plan --config "$work/small.ini" --evaluate "${hw[@]}" --backend "$1" |
+  sed -n 's/^stage 0:.* activations \([0-9.]*\) MiB.*/\1/p'; }
+cuda_mib=$(activations cuda) cpu_mib=$(activations cpu)
+check "cuda prices more attention memory ($cuda_mib against $cpu_mib MiB)" \
+  awk -v a="$cuda_mib" -v b="$cpu_mib" 'BEGIN { exit !(a > b && b > 0) }'
+
 # The docs' worked example finishes with a layout (FLOP costs, the H200 preset).
 big=$("$bin" plan --config "$(dirname "$0")/../../configs/plan_1024x4096.ini" --gpus 1024 --preset h200 --top 2 2>&1)
 check "1024-layer plan ($big)" grep -q '^best: ' <<<"$big"
@@ -60,6 +67,8 @@ expect_error "negative bandwidth" "--inter-gbps must be a positive number, got '
   --inter-gbps -5 --gpus-per-node 2
 expect_error "unknown schedule" "unknown --schedule 'fast'" -- \
   "$bin" plan --config "$work/small.ini" --gpus 4 --schedule fast "${hw[@]}"
+expect_error "unknown backend" "--backend must be cuda or cpu, got 'tpu'" -- \
+  "$bin" plan --config "$work/small.ini" --gpus 4 "${hw[@]}" --backend tpu
 expect_error "unknown option" "unknown option --gpu" -- "$bin" plan --config "$work/small.ini" --gpu 4 "${hw[@]}"
 expect_error "bad config key" "train.bogus" -- "$bin" plan --config "$work/small.ini" --gpus 4 "${hw[@]}" --train.bogus=1
 expect_error "missing calibration" "calibration: cannot open" -- \

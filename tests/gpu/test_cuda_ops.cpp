@@ -223,9 +223,29 @@ TYPED_TEST(CudaOps, CausalAttentionMatchesCpu) {
     const auto qkv = representable<T>(random_values(N * 3 * C, 20 + T_));
     const auto dout = representable<T>(random_values(N * C, 21 + T_));
     const int64_t square = int64_t{B} * NH * T_ * T_;
-    std::vector<float> out(static_cast<size_t>(N * C)), probs(static_cast<size_t>(square)), dqkv(static_cast<size_t>(N * 3 * C)), dprobs(static_cast<size_t>(square));
-    cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T_, C, NH);
-    cpu::attention_backward(dqkv.data(), dprobs.data(), dout.data(), qkv.data(), probs.data(), B, T_, C, NH);
+    std::vector<float> out(static_cast<size_t>(N * C)), lse(static_cast<size_t>(int64_t{B} * NH * T_)),
+        dqkv(static_cast<size_t>(N * 3 * C));
+    cpu::attention_forward(out.data(), lse.data(), qkv.data(), B, T_, C, NH);
+    cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T_, C, NH);
+    // The CPU keeps only each row's log-sum-exp: the softmax the GPU keeps is exp(S - lse) below
+    // the diagonal.
+    std::vector<float> probs(static_cast<size_t>(square), 0.0f);
+    const int hs = C / NH;
+    for (int b = 0; b < B; ++b) {
+      for (int h = 0; h < NH; ++h) {
+        for (int i = 0; i < T_; ++i) {
+          for (int j = 0; j <= i; ++j) {
+            double s = 0;
+            for (int d = 0; d < hs; ++d) {
+              s += double(qkv[size_t((int64_t{b} * T_ + i) * 3 * C + h * hs + d)]) *
+                   double(qkv[size_t((int64_t{b} * T_ + j) * 3 * C + C + h * hs + d)]);
+            }
+            const int64_t row = (int64_t{b} * NH + h) * T_ + i;
+            probs[size_t(row * T_ + j)] = float(std::exp(s / std::sqrt(double(hs)) - lse[size_t(row)]));
+          }
+        }
+      }
+    }
 
     Blas blas(false);
     auto d_qkv = this->template upload<T>(qkv), d_dout = this->template upload<T>(dout);

@@ -81,36 +81,38 @@ TEST(OpsGrad, LayerNormMatchesFormula) {
 void check_attention_gradient(int B, int T, int C, int NH, uint32_t seed) {
   auto qkv = random_vector(B * T * 3 * C, seed);
   const auto dout = random_vector(B * T * C, seed + 1);
-  std::vector<double> out(B * T * C), probs(B * NH * T * T), dprobs(probs.size()), dqkv(qkv.size());
+  std::vector<double> out(B * T * C), lse(B * NH * T), dqkv(qkv.size());
   auto loss = [&] {
-    cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, NH);
+    cpu::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
     return weighted_sum(out, dout);
   };
   loss();
-  cpu::attention_backward(dqkv.data(), dprobs.data(), dout.data(), qkv.data(), probs.data(), B, T, C, NH);
+  cpu::attention_backward(dqkv.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T, C, NH);
   expect_gradient("attention dqkv", qkv.data(), dqkv.data(), static_cast<int64_t>(qkv.size()), loss);
 }
 
 TEST(OpsGrad, Attention) { check_attention_gradient(2, 5, 6, 2, 21); }
 
-// T = 70 crosses the kernel's causal blocks (32 positions), including a partial last block.
+// T = 70 crosses the kernel's tiles of 32 positions, including a partial last one.
 TEST(OpsGrad, AttentionAcrossCausalBlocks) { check_attention_gradient(1, 70, 4, 2, 24); }
+
+// T = 150 crosses the forward pass's key tile of 128 positions: the online softmax rescales.
+TEST(OpsGrad, AttentionAcrossKeyTiles) { check_attention_gradient(1, 150, 2, 1, 25); }
 
 TEST(OpsGrad, AttentionIsCausalAndNormalised) {
   const int B = 1, T = 6, C = 4, NH = 2;
   auto qkv = random_vector(B * T * 3 * C, 23);
-  std::vector<double> out(B * T * C), probs(B * NH * T * T);
-  cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, NH);
+  std::vector<double> out(B * T * C), lse(B * NH * T);
+  cpu::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
   const auto before = out;
   // Changing the last position's keys and values must not change any earlier output.
   for (int c = C; c < 3 * C; ++c) qkv[(T - 1) * 3 * C + c] += 1.0;
-  cpu::attention_forward(out.data(), probs.data(), qkv.data(), B, T, C, NH);
+  cpu::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
   for (int i = 0; i < (T - 1) * C; ++i) EXPECT_DOUBLE_EQ(out[i], before[i]);
-  for (int row = 0; row < NH * T; ++row) {
-    double sum = 0;
-    for (int j = 0; j < T; ++j) sum += probs[row * T + j];
-    EXPECT_NEAR(sum, 1.0, 1e-12);
-  }
+  // With every value 1, each output is the sum of its row's probabilities.
+  for (int t = 0; t < T; ++t) std::fill_n(qkv.begin() + t * 3 * C + 2 * C, C, 1.0);
+  cpu::attention_forward(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+  for (const double y : out) EXPECT_NEAR(y, 1.0, 1e-12);
 }
 
 TEST(OpsGrad, Gelu) {

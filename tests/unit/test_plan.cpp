@@ -226,7 +226,8 @@ TEST(PlanMemory, ActivationsMatchTheStagesAllocation) {
                         Case{2, 1, ScheduleKind::kZB1, Recompute::kNone}, Case{2, 1, ScheduleKind::k1F1B, Recompute::kBlock},
                         Case{2, 2, ScheduleKind::kInterleaved, Recompute::kNone}, Case{1, 1, ScheduleKind::k1F1B, Recompute::kNone}}) {
     SCOPED_TRACE(std::string(name_of(k.schedule)) + " pp=" + std::to_string(k.pp));
-    const Model model = cpu_model(small_model(), 8, 2);
+    Model model = cpu_model(small_model(), 8, 2);
+    model.hardware.attention_keeps_probs = false;  // the CPU Stage's flash-style attention
     const Layout layout{1, k.pp, k.schedule, k.virtual_chunks, 2, 4, k.recompute, 0};
     const Prediction p = predict(model, layout);
     Config c = model.config;
@@ -243,6 +244,20 @@ TEST(PlanMemory, ActivationsMatchTheStagesAllocation) {
                        double(lists[static_cast<size_t>(s)].buffers) * double(stage.buffer_bytes()))
           << "stage " << s;
     }
+  }
+}
+
+// Priced for the CUDA backend, a block keeps the softmax P [B,NH,T,T] where the CPU keeps the
+// log-sum-exp [B,NH,T], and shares a dS scratch of P's size: the difference is that formula.
+TEST(PlanMemory, CudaAttentionKeepsTheSoftmax) {
+  const ModelConfig m = small_model();  // heads 2, seq_len 8
+  const int B = 2;
+  for (const bool recompute : {false, true}) {
+    const ActivationBytes cpu = activation_bytes(m, B, Precision::kFp32, recompute, false, false);
+    const ActivationBytes cuda = activation_bytes(m, B, Precision::kFp32, recompute, false, true);
+    const double probs = double(B) * m.heads * m.seq_len * m.seq_len * 4.0, lse = double(B) * m.heads * m.seq_len * 4.0;
+    EXPECT_DOUBLE_EQ(cuda.per_block - cpu.per_block, recompute ? 0.0 : probs - lse);
+    EXPECT_DOUBLE_EQ(cuda.shared - cpu.shared, probs + (recompute ? probs - lse : 0.0));
   }
 }
 

@@ -1,110 +1,182 @@
-// Causal multi-head attention: per (batch row, head), S = Q K^T / sqrt(hs), P = softmax over the
-// positions j <= i, out = P V. Each (b, h) pair is one task; the products inside run single-threaded
-// (OpenBLAS's OpenMP build does that inside a parallel region).
+// Causal multi-head attention, flash-style: per (batch row, head), S = Q K^T / sqrt(hs),
+// P = softmax over the positions j <= i, out = P V, without ever holding a T x T matrix.
 //
-// The products skip the masked upper triangle in blocks of kBlock positions: row block [r0, r1)
-// only meets keys [0, r1), and key block [c0, c1) only queries [c0, T). With T = 128 that is 62.5%
-// of the square's multiply-adds, and (nb + 1) / 2nb for nb blocks in general. P and dS are stored
-// in full [T, T] with exact zeros above the diagonal.
+// Forward: per query tile, the key tiles up to the diagonal are visited in order with a running
+// row maximum m and sum l (online softmax): the output rows are rescaled by exp(m_old - m_new)
+// before each tile's P V is added, and divided by l at the end. Only the output and the per-row
+// log-sum-exp lse = m + log l (B x NH x T) are kept for the backward pass.
+//
+// Backward by recomputation: D_i = rowsum(dO_i * O_i); per key tile, per query tile at or below
+// it, P = exp(S - lse) is rebuilt from Q and K, then dV += P^T dO, dP = dO V^T,
+// dS = P (dP - D), dQ += dS K / sqrt(hs), dK += dS^T Q / sqrt(hs).
+//
+// Each (b, h) pair is one task, its tiles visited in a fixed order by one thread, so the sums are
+// deterministic for any thread count. The products inside run single-threaded (oneDNN and
+// OpenBLAS's OpenMP build do that inside a parallel region). Tile scratch is per thread and grows
+// once; a step allocates nothing after the first.
+//
+// Tile shapes: the forward pass reads a wide key tile (kForwardKeys) for few queries, so that at
+// T = 128 each query tile takes one product, as the full-matrix kernel did; the backward pass reads
+// a narrow key tile against many queries (kBackwardQueries), the shape of its dK, dV sums. Only the
+// diagonal tile's masked triangle is computed and thrown away.
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
+#include "src/kernels/cpu/fast_exp.h"
 #include "src/kernels/cpu/ops.h"
 
 namespace kl::cpu {
 namespace {
 
-constexpr int kBlock = 32;
+constexpr int kForwardQueries = 32, kForwardKeys = 128;  // kForwardKeys a multiple of kForwardQueries
+constexpr int kBackwardQueries = 128, kBackwardKeys = 32;
 
 // One (b, h) pair's operands inside the fused qkv [B, T, 3C] and the [B, T, C] output.
 template <class Q>
 struct Head {
   Q* q;  // k = q + C, v = q + 2C, leading dimension 3C
   int64_t out_offset;
-  int64_t probs_offset;
+  int64_t lse_offset;
 };
 
 template <class Q>
 Head<Q> head(Q* qkv, int bh, int T_, int C, int NH) {
   const int b = bh / NH, h = bh % NH, hs = C / NH;
-  return {qkv + int64_t{b} * T_ * 3 * C + h * hs, int64_t{b} * T_ * C + h * hs, int64_t{bh} * T_ * T_};
+  return {qkv + int64_t{b} * T_ * 3 * C + h * hs, int64_t{b} * T_ * C + h * hs, int64_t{bh} * T_};
+}
+
+// exp of a score minus its row's maximum or log-sum-exp (<= 0 up to rounding): the vectorisable
+// float exp in training (the softmax's exps were the kernel's largest cost after its products),
+// the C library's in the fp64 tests.
+inline float exp_shifted(float x) { return exp_nonpositive(x); }
+inline double exp_shifted(double x) { return std::exp(x); }
+
+// This thread's scratch of at least n elements (grown, never shrunk).
+template <class T>
+T* thread_scratch(size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
 }
 
 }  // namespace
 
 template <class T>
-void attention_forward(T* out, T* probs, const T* qkv, int B, int T_, int C, int NH) {
+void attention_forward(T* out, T* lse, const T* qkv, int B, int T_, int C, int NH) {
   const int hs = C / NH, ld = 3 * C;
   const T scale = T(1) / std::sqrt(T(hs));
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < B * NH; ++bh) {
+    T* s = thread_scratch<T>(size_t{kForwardQueries} * (kForwardKeys + 2));
+    T* row_max = s + kForwardQueries * kForwardKeys;
+    T* row_sum = row_max + kForwardQueries;
     const Head<const T> x = head(qkv, bh, T_, C, NH);
     const T* k = x.q + C;
     const T* v = x.q + 2 * C;
-    T* p = probs + x.probs_offset;
-    T* y = out + x.out_offset;
-    for (int r0 = 0; r0 < T_; r0 += kBlock) {
-      const int r1 = std::min(r0 + kBlock, T_), rows = r1 - r0;
-      gemm<T>(false, true, rows, r1, hs, scale, x.q + int64_t{r0} * ld, ld, k, ld, T(0), p + int64_t{r0} * T_, T_);
-      for (int i = r0; i < r1; ++i) {
-        T* row = p + int64_t{i} * T_;
-        T max = row[0];
-        for (int j = 1; j <= i; ++j) max = row[j] > max ? row[j] : max;
-        T sum = 0;
-        for (int j = 0; j <= i; ++j) {
-          row[j] = std::exp(row[j] - max);
-          sum += row[j];
+    for (int r0 = 0; r0 < T_; r0 += kForwardQueries) {
+      const int r1 = std::min(r0 + kForwardQueries, T_), rows = r1 - r0;
+      T* y = out + x.out_offset + int64_t{r0} * C;
+      for (int c0 = 0; c0 < r1; c0 += kForwardKeys) {  // c0 <= r0: the tiles nest
+        const int cols = std::min(c0 + kForwardKeys, r1) - c0;
+        gemm<T>(false, true, rows, cols, hs, scale, x.q + int64_t{r0} * ld, ld, k + int64_t{c0} * ld, ld, T(0), s,
+                kForwardKeys);
+        for (int ii = 0; ii < rows; ++ii) {
+          T* row = s + ii * kForwardKeys;
+          const int valid = std::min(cols, r0 + ii + 1 - c0);  // keys j <= i
+          T max = row[0];
+          for (int j = 1; j < valid; ++j) max = row[j] > max ? row[j] : max;
+          if (c0 > 0) max = std::max(max, row_max[ii]);
+          T sum = 0;
+#pragma omp simd reduction(+ : sum)
+          for (int j = 0; j < valid; ++j) {
+            row[j] = exp_shifted(row[j] - max);
+            sum += row[j];
+          }
+          for (int j = valid; j < cols; ++j) row[j] = 0;
+          if (c0 > 0) {  // rescale what the earlier tiles summed to the new maximum
+            const T correction = exp_shifted(row_max[ii] - max);
+            row_sum[ii] = row_sum[ii] * correction + sum;
+            T* yrow = y + int64_t{ii} * C;
+            for (int d = 0; d < hs; ++d) yrow[d] *= correction;
+          } else {
+            row_sum[ii] = sum;
+          }
+          row_max[ii] = max;
         }
-        const T inv = T(1) / sum;
-        for (int j = 0; j <= i; ++j) row[j] *= inv;
-        for (int j = i + 1; j < T_; ++j) row[j] = 0;
+        gemm<T>(false, false, rows, hs, cols, T(1), s, kForwardKeys, v + int64_t{c0} * ld, ld, c0 > 0 ? T(1) : T(0),
+                y, C);
       }
-      gemm<T>(false, false, rows, hs, r1, T(1), p + int64_t{r0} * T_, T_, v, ld, T(0), y + int64_t{r0} * C, C);
+      for (int ii = 0; ii < rows; ++ii) {
+        const T inv = T(1) / row_sum[ii];
+        T* yrow = y + int64_t{ii} * C;
+        for (int d = 0; d < hs; ++d) yrow[d] *= inv;
+        lse[x.lse_offset + r0 + ii] = row_max[ii] + std::log(row_sum[ii]);
+      }
     }
   }
 }
 
 template <class T>
-void attention_backward(T* dqkv, T* dprobs, const T* dout, const T* qkv, const T* probs, int B,
-                        int T_, int C, int NH) {
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, int B, int T_, int C,
+                        int NH) {
   const int hs = C / NH, ld = 3 * C;
   const T scale = T(1) / std::sqrt(T(hs));
 #pragma omp parallel for schedule(static)
   for (int bh = 0; bh < B * NH; ++bh) {
+    T* p = thread_scratch<T>(size_t{2} * kBackwardQueries * kBackwardKeys + size_t(T_));
+    T* ds = p + kBackwardQueries * kBackwardKeys;
+    T* delta = ds + kBackwardQueries * kBackwardKeys;  // D_i = rowsum(dO_i * O_i)
     const Head<const T> x = head(qkv, bh, T_, C, NH);
     const T* k = x.q + C;
     const T* v = x.q + 2 * C;
+    const T* dy = dout + x.out_offset;
+    const T* y = out + x.out_offset;
+    const T* row_lse = lse + x.lse_offset;
     T* dq = dqkv + (x.q - qkv);
     T* dk = dq + C;
     T* dv = dq + 2 * C;
-    const T* dy = dout + x.out_offset;
-    const T* p = probs + x.probs_offset;
-    T* ds = dprobs + x.probs_offset;
-    for (int r0 = 0; r0 < T_; r0 += kBlock) {  // query blocks: dP, dS, dQ
-      const int r1 = std::min(r0 + kBlock, T_), rows = r1 - r0;
-      gemm<T>(false, true, rows, r1, hs, T(1), dy + int64_t{r0} * C, C, v, ld, T(0), ds + int64_t{r0} * T_, T_);
-      for (int i = r0; i < r1; ++i) {  // dS = P * (dP - rowsum(P * dP)), zero above the diagonal
-        const T* prow = p + int64_t{i} * T_;
-        T* row = ds + int64_t{i} * T_;
-        T dot = 0;
-        for (int j = 0; j <= i; ++j) dot += prow[j] * row[j];
-        for (int j = 0; j <= i; ++j) row[j] = prow[j] * (row[j] - dot);
-        for (int j = i + 1; j < T_; ++j) row[j] = 0;
-      }
-      gemm<T>(false, false, rows, hs, r1, scale, ds + int64_t{r0} * T_, T_, k, ld, T(0), dq + int64_t{r0} * ld, ld);
+    for (int i = 0; i < T_; ++i) {
+      T dot = 0;
+      for (int d = 0; d < hs; ++d) dot += dy[int64_t{i} * C + d] * y[int64_t{i} * C + d];
+      delta[i] = dot;
+      for (T* g : {dq, dk, dv}) std::fill_n(g + int64_t{i} * ld, hs, T(0));
     }
-    for (int c0 = 0; c0 < T_; c0 += kBlock) {  // key blocks: dV = P^T dY, dK = dS^T Q / sqrt(hs)
-      const int cols = std::min(c0 + kBlock, T_) - c0, below = T_ - c0;
-      const int64_t corner = int64_t{c0} * T_ + c0;
-      gemm<T>(true, false, cols, hs, below, T(1), p + corner, T_, dy + int64_t{c0} * C, C, T(0), dv + int64_t{c0} * ld, ld);
-      gemm<T>(true, false, cols, hs, below, scale, ds + corner, T_, x.q + int64_t{c0} * ld, ld, T(0), dk + int64_t{c0} * ld, ld);
+    for (int c0 = 0; c0 < T_; c0 += kBackwardKeys) {
+      const int cols = std::min(c0 + kBackwardKeys, T_) - c0;
+      for (int r0 = c0; r0 < T_; r0 += kBackwardQueries) {  // the queries that see keys [c0, c0 + cols)
+        const int rows = std::min(r0 + kBackwardQueries, T_) - r0;
+        gemm<T>(false, true, rows, cols, hs, scale, x.q + int64_t{r0} * ld, ld, k + int64_t{c0} * ld, ld, T(0), p,
+                kBackwardKeys);
+        gemm<T>(false, true, rows, cols, hs, T(1), dy + int64_t{r0} * C, C, v + int64_t{c0} * ld, ld, T(0), ds,
+                kBackwardKeys);
+        for (int ii = 0; ii < rows; ++ii) {
+          const int i = r0 + ii, valid = std::min(cols, i + 1 - c0);
+          T* prow = p + ii * kBackwardKeys;
+          T* dsrow = ds + ii * kBackwardKeys;
+          const T lse_i = row_lse[i], delta_i = delta[i];
+#pragma omp simd
+          for (int j = 0; j < valid; ++j) {
+            prow[j] = exp_shifted(prow[j] - lse_i);
+            dsrow[j] = prow[j] * (dsrow[j] - delta_i);
+          }
+          for (int j = valid; j < cols; ++j) prow[j] = dsrow[j] = 0;
+        }
+        gemm<T>(true, false, cols, hs, rows, T(1), p, kBackwardKeys, dy + int64_t{r0} * C, C, T(1),
+                dv + int64_t{c0} * ld, ld);
+        gemm<T>(true, false, cols, hs, rows, scale, ds, kBackwardKeys, x.q + int64_t{r0} * ld, ld, T(1),
+                dk + int64_t{c0} * ld, ld);
+        gemm<T>(false, false, rows, hs, cols, scale, ds, kBackwardKeys, k + int64_t{c0} * ld, ld, T(1),
+                dq + int64_t{r0} * ld, ld);
+      }
     }
   }
 }
 
-#define KL_INSTANTIATE(T)                                                                     \
-  template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                   \
-  template void attention_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int);
+#define KL_INSTANTIATE(T)                                                   \
+  template void attention_forward<T>(T*, T*, const T*, int, int, int, int); \
+  template void attention_backward<T>(T*, const T*, const T*, const T*, const T*, int, int, int, int);
 KL_INSTANTIATE(float)
 KL_INSTANTIATE(double)
 #undef KL_INSTANTIATE

@@ -44,14 +44,16 @@ template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                         const T* weight, const T* mean, const T* rstd, int N, int C);
 
-// Causal multi-head self-attention over a fused qkv [B,T,3C] (q | k | v, each C = NH x head size).
-// probs [B,NH,T,T] keeps the softmax for the backward pass; out is [B,T,C] (heads concatenated).
+// Causal multi-head self-attention over a fused qkv [B,T,3C] (q | k | v, each C = NH x head size),
+// flash-style (attention.cpp): out is [B,T,C] (heads concatenated); lse [B,NH,T] keeps each row's
+// log-sum-exp of the scaled scores for the backward pass, which recomputes the softmax from it.
+// No T x T matrix is kept: attention_stash_elems (models/backend.h) is B NH T.
 template <class T>
-void attention_forward(T* out, T* probs, const T* qkv, int B, int T_, int C, int NH);
-// dqkv = ...; dprobs is scratch of the size of probs.
+void attention_forward(T* out, T* lse, const T* qkv, int B, int T_, int C, int NH);
+// dqkv = ... (assigned); out and lse are what attention_forward wrote.
 template <class T>
-void attention_backward(T* dqkv, T* dprobs, const T* dout, const T* qkv, const T* probs, int B,
-                        int T_, int C, int NH);
+void attention_backward(T* dqkv, const T* dout, const T* qkv, const T* out, const T* lse, int B, int T_, int C,
+                        int NH);
 
 // GELU, exact erf form: 0.5 x (1 + erf(x / sqrt 2)).
 template <class T>
