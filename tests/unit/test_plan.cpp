@@ -20,6 +20,17 @@ namespace {
 
 using pipeline::make_schedules;
 
+// GPT-2 medium's shape (24 layers, d_model 1024, 16 heads, T 1024, vocab 50304).
+ModelConfig gpt2_medium() {
+  ModelConfig m;
+  m.layers = 24;
+  m.d_model = 1024;
+  m.heads = 16;
+  m.seq_len = 1024;
+  m.vocab = 50304;
+  return m;
+}
+
 // Every stage alike: per chunk F, B (input part), W (weight part); every message `transfer` s.
 StepCosts uniform(int p, int v, double F, double B, double W, double transfer) {
   StepCosts c;
@@ -265,12 +276,7 @@ TEST(PlanMemory, CudaAttentionKeepsTheSoftmax) {
 // the position embedding: under 1% here): one rank without messages and with a free update
 // reaches MFU = the efficiency.
 TEST(PlanCosts, FlopModelReachesItsEfficiencyOnOneRank) {
-  ModelConfig m;
-  m.layers = 24;
-  m.d_model = 1024;
-  m.heads = 16;
-  m.seq_len = 1024;
-  m.vocab = 50304;
+  const ModelConfig m = gpt2_medium();
   Model model = cpu_model(m, 8, 1);
   model.hardware.memory_bandwidth = std::numeric_limits<double>::infinity();
   model.costs = flop_costs(m, 1, model.hardware);
@@ -282,12 +288,7 @@ TEST(PlanCosts, FlopModelReachesItsEfficiencyOnOneRank) {
 // forward pass) exposes less than half the communication of the same collectives after the backward
 // pass, where both are exposed whole.
 TEST(PlanCosts, ZeroOverlapExposesLessThanAfterBackward) {
-  ModelConfig m;  // 1.4 GB of gradients: bandwidth, not latency, sets the collectives' times
-  m.layers = 24;
-  m.d_model = 1024;
-  m.heads = 16;
-  m.seq_len = 1024;
-  m.vocab = 50304;
+  const ModelConfig m = gpt2_medium();  // 1.4 GB of gradients: bandwidth, not latency, sets the collectives' times
   Model model = cpu_model(m, 8, 1);
   const Layout layout{2, 1, ScheduleKind::k1F1B, 1, 1, 4, Recompute::kNone, 1};
   model.config.parallel.overlap = false;
