@@ -11,7 +11,6 @@ small=$work/small
 cleanup() { umount "$small" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 [ -n "${KL_KEEP:-}" ] && trap - EXIT && echo "work: $work"
-fail() { echo "FAIL: $*"; exit 1; }
 mkdir -p "$small"
 if ! mount -t tmpfs -o size=6m tmpfs "$small" 2>/dev/null; then
   echo "SKIPPED: cannot mount a size-limited tmpfs here (needs root and mount rights)"

@@ -9,7 +9,6 @@ bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib/common.sh"
 plot=$here/../../tools/plot_run.py
-fail() { echo "FAIL: $*"; exit 1; }
 make_shards "$bin" || exit 1
 write_ini "$work/run.ini" model.layers=6 train.steps=12 train.eval_every=4 run.diag_every=2
 "$bin" train --config "$work/run.ini" >"$work/train.log" 2>&1 || fail "training: $(tail -3 "$work/train.log")"

@@ -17,7 +17,6 @@ set -u
 bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$(dirname "$0")/../lib/common.sh"
-fail() { echo "FAIL: $*"; exit 1; }
 
 make_shards "$bin" || fail "data command"
 write_ini "$work/tiny.ini" model.layers=4 model.seq_len=16 model.dropout=0.0 train.steps=4 \

@@ -17,7 +17,6 @@ if [ "$gpus" -lt 2 ]; then
   exit 77
 fi
 source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 8 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 source "$(dirname "$0")/../lib/faults.sh"
 fault_args=(--run.device=cuda)
 run probe 1 1 --run.device=cuda --train.steps=1 ||

@@ -1,5 +1,5 @@
 # Shared by every test script (sourced, not run): a work folder removed on exit, byte-level shards of
-# a text, and write_ini, the one writer of the small configs the scripts train.
+# a text, fail, and write_ini, the one writer of the small configs the scripts train.
 #   source "$(dirname "$0")/../lib/common.sh"
 # KL_KEEP=1 keeps the work folder and prints where it is. A script that needs its own folder and
 # cleanup (a mount, daemons) sets $work and its trap before sourcing this.
@@ -8,6 +8,9 @@ if [ -z "${work:-}" ]; then
   if [ -n "${KL_KEEP:-}" ]; then echo "work: $work"; fi
   trap '[ -n "${KL_KEEP:-}" ] || rm -rf "$work"' EXIT
 fi
+
+# fail MESSAGE: the test fails, saying why.
+fail() { echo "FAIL: $*"; exit 1; }
 
 # make_shards BIN [DIR [BLOCK [TEXT...]]]: byte-level train/val shards of TEXT (default: the GPL,
 # which every Debian has) in DIR (default $work/data), val every BLOCK-th block (default 256).

@@ -18,7 +18,6 @@ bin=$1
 shift
 here=$(dirname "$0")
 source "$here/../lib/equivalence.sh" "$bin" 16 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 
 # --- kill -9 during saves: a model whose checkpoint (3 x 50 MB) takes longer to write than a step.
 big=(--model.layers=64 --model.d_model=128 --model.seq_len=16 --train.global_batch=2 --train.micro_batch=1

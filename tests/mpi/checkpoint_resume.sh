@@ -13,7 +13,6 @@ bin=$1
 shift
 here=$(dirname "$0")
 source "$here/../lib/equivalence.sh" "$bin" 16 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 ckpt=(--model.dropout=0.1 --checkpoint.every=5 --checkpoint.keep=3)
 
 run straight 2 2 "${ckpt[@]}" --checkpoint.dir="$work/straight/ckpt" || exit 1

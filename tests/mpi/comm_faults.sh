@@ -11,7 +11,6 @@ set -u
 bin=$1
 shift
 source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 8 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 source "$(dirname "$0")/../lib/faults.sh"
 fault stop_pp STOP 1 2 0.5
 fault stop_dp STOP 2 1 0.5

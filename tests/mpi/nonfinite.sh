@@ -9,7 +9,6 @@ set -u
 bin=$1
 shift
 source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 8 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 
 run before 2 2 --run.stop_after=4 || exit 1
 KL_INJECT_NAN=3:5 run skipped 2 2 --run.stop_after=5 || exit 1

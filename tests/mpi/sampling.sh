@@ -12,7 +12,6 @@ bin=$1
 shift
 here=$(dirname "$0")
 source "$here/../lib/equivalence.sh" "$bin" 4 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 ckpt=$work/trained/ckpt
 run trained 1 1 --train.steps=10 --checkpoint.dir="$ckpt" || exit 1
 

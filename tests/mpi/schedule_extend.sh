@@ -9,7 +9,6 @@ bin=$1
 shift
 here=$(dirname "$0")
 source "$here/../lib/equivalence.sh" "$bin" 4 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 
 for schedule in wsd cosine linear; do
   horizon=(--train.schedule=$schedule --train.decay_steps=18 --model.dropout=0.1)

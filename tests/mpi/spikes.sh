@@ -15,7 +15,6 @@ set -u
 bin=$1
 shift
 source "$(dirname "$0")/../lib/equivalence.sh" "$bin" 8 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 row() { grep "^{\"step\":$2," "$work/$1/metrics.jsonl"; }  # row RUN STEP
 same() { cmp -s "$work/$1/final_params.f32" "$work/$2/final_params.f32" || fail "$3"; }
 spike=(--train.spike_window=6)

@@ -12,7 +12,6 @@ bin=$1
 shift
 here=$(dirname "$0")
 source "$here/../lib/equivalence.sh" "$bin" 4 "$@"
-fail() { echo "FAIL: $*"; exit 1; }
 common=(--model.dropout=0.1 --run.threads=1)
 zero=("${common[@]}" --parallel.zero=1)
 
