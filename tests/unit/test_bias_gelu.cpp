@@ -13,6 +13,7 @@
 #include "models/backend.h"
 #include "models/block_impl.h"
 #include "src/kernels/cpu/ops.h"
+#include "tests/unit/block_memory.h"
 #include "tests/unit/gradcheck.h"
 
 namespace kl {
@@ -119,12 +120,10 @@ TEST(BiasGelu, SplitBackwardEqualsTheWholePass) {
   const auto dy = to_float(random_vector(static_cast<size_t>(NC), 2));
   Be be;
   auto run = [&](bool split) {
-    const Sizes size = BlockActivations<Be>::size(s) + BlockScratch<Be>::size(s) + BlockOutputGrads<Be>::size(s);
-    std::vector<float> act(static_cast<size_t>(size.act)), acc(static_cast<size_t>(size.acc));
-    Carver<Be> memory{act.data(), acc.data()};
-    const auto a = BlockActivations<Be>::carve(memory, s);
-    const auto scratch = BlockScratch<Be>::carve(memory, s);
-    const auto carved = BlockOutputGrads<Be>::carve(memory, s);
+    const test::BlockMemory<Be> memory(s);
+    const auto& a = memory.a;
+    const auto& scratch = memory.scratch;
+    const auto& carved = memory.grads;
     std::vector<float> grads(params.size(), 0.0f), out(static_cast<size_t>(NC)), dres = dy;
     const auto g = block_tensors<float*>(table, grads.data(), 0);
     block_forward(be, s, 0, w, x_in.data(), out.data(), a, scratch, dropout);
