@@ -114,9 +114,18 @@ class CpuBackend {
                           const Act* stash, int B, int T_, int C, int NH) const {
     cpu::attention_backward(dqkv, dout, qkv, out, stash, B, T_, C, NH);
   }
-  void gelu_forward(Act* out, const Act* inp, int64_t n) const { cpu::gelu_forward(out, inp, n); }
-  void gelu_backward(Act* dinp, const Act* inp, const Act* dout, int64_t n) const {
-    cpu::gelu_backward(dinp, inp, dout, n);
+  // The MLP's fc layer and its GELU: pre = inp W^T + b [N,O] (kept for the backward pass), out =
+  // gelu(pre). Here the product writes pre without the bias, and one pass over it adds the bias and
+  // applies GELU (no separate pass copying the bias into the product's output).
+  void linear_gelu_forward(Act* pre, Act* out, const Act* inp, const Act* w, const Act* b, int N, int I,
+                           int O) const {
+    cpu::linear_forward(pre, inp, w, static_cast<const T*>(nullptr), N, I, O, products_);
+    cpu::bias_gelu_forward(pre, out, b, N, O);
+  }
+  // dpre = dout * gelu'(pre) (may alias dout), and db += colsum(dpre) unless db is null: the fc
+  // layer's bias gradient, summed in the same pass.
+  void gelu_backward_bias(Act* dpre, Acc* db, const Act* pre, const Act* dout, int N, int O) const {
+    cpu::gelu_backward_bias(dpre, db, pre, dout, N, O);
   }
   // out = inp * mask / (1 - p) over [B, row]; the backward pass is the same call on the gradient.
   template <class In, class Out>

@@ -288,8 +288,7 @@ void forward_all(Backend& be, const BlockShape& s, int layer, const BlockTensors
   branch_forward(be, s, branch_refs<Backend>(Which::kMlp, s, w, no_grads, a, layer),
                  static_cast<const typename Backend::Acc*>(a.x_mid), x_out, scratch, dropout, layer,
                  branch_sq ? branch_sq + 1 : nullptr, [&](const A* in) {
-                   be.linear_forward(a.fc, in, w.fc_w, w.fc_b, N, s.C, s.F);
-                   be.gelu_forward(a.gelu, a.fc, s.tokens() * s.F);
+                   be.linear_gelu_forward(a.fc, a.gelu, in, w.fc_w, w.fc_b, N, s.C, s.F);
                    be.linear_forward(scratch.branch, a.gelu, w.fc2_w, w.fc2_b, N, s.F, s.C);
                  });
 }
@@ -316,8 +315,10 @@ void backward_all(Backend& be, const BlockShape& s, int layer, const BlockTensor
   branch_backward(be, s, mlp, x_mid, dres, d.mlp_proj, scratch, dropout, layer, part, [&] {
     be.linear_backward(input_grad(d.mlp_fc), weight_grad(g.fc2_w), weight_grad(g.fc2_b), d.mlp_proj, a.gelu, w.fc2_w,
                        N, s.F, s.C);
-    if (inputs) be.gelu_backward(d.mlp_fc, a.fc, d.mlp_fc, s.tokens() * s.F);
-    be.linear_backward(input_grad(d.ln2), weight_grad(g.fc_w), weight_grad(g.fc_b), d.mlp_fc,
+    // The fc bias's gradient is summed in GELU's backward pass when that runs here; the weight
+    // half of a split pass (no GELU) sums it from the dL/dfc the input half left.
+    if (inputs) be.gelu_backward_bias(d.mlp_fc, weight_grad(g.fc_b), a.fc, d.mlp_fc, N, s.F);
+    be.linear_backward(input_grad(d.ln2), weight_grad(g.fc_w), inputs ? nullptr : weight_grad(g.fc_b), d.mlp_fc,
                        pre ? static_cast<const A*>(a.ln2) : input_as_act(mlp, x_mid), w.fc_w, N, s.C, s.F);
     return static_cast<const A*>(d.ln2);
   });

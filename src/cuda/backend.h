@@ -111,9 +111,14 @@ class CudaBackend {
                           const Act* probs, int B, int T_, int C, int NH) {
     cuda::attention_backward<T>(*blas_, dqkv, dprobs, dout, qkv, probs, B, T_, C, NH, stream_);
   }
-  void gelu_forward(Act* out, const Act* inp, int64_t n) { cuda::gelu_forward(out, inp, n, stream_); }
-  void gelu_backward(Act* dinp, const Act* inp, const Act* dout, int64_t n) {
-    cuda::gelu_backward(dinp, inp, dout, n, stream_);
+  // The bias stays in the product's epilogue (one rounding of the bf16 output, not two); GELU is
+  // the erf form, which cuBLASLt's GELU epilogues are not (src/kernels/cuda/gelu.cu).
+  void linear_gelu_forward(Act* pre, Act* out, const Act* inp, const Act* w, const Act* b, int N, int I, int O) {
+    cuda::linear_forward<T>(*blas_, pre, inp, w, b, N, I, O, stream_);
+    cuda::gelu_forward(out, static_cast<const Act*>(pre), int64_t{N} * O, stream_);
+  }
+  void gelu_backward_bias(Act* dpre, Acc* db, const Act* pre, const Act* dout, int N, int O) {
+    cuda::gelu_backward_bias<T>(dpre, db, pre, dout, N, O, stream_);
   }
   template <class In, class Out>
   void dropout(Out* out, const In* inp, int B, int64_t row, double p, const cpu::DropoutKey& key) {

@@ -274,6 +274,23 @@ TYPED_TEST(CudaOps, GeluMatchesCpu) {
   gelu_backward<T>(d_dx.data(), d_x.data(), d_dy.data(), n, this->stream_);
   expect_close<T>(this->download(d_y), std::vector<float>(yd.begin(), yd.end()), "gelu");
   expect_close<T>(this->download(d_dx), std::vector<float>(dxd.begin(), dxd.end()), "gelu backward");
+  // The fc bias's gradient summed in GELU's backward pass, over n = 50 rows x 100 columns, in place
+  // (dpre aliases dout, as in the model walk): dpre as above, dbias the column sums (onto 1) of the
+  // dpre it stored.
+  const int rows = 50, cols = 100;
+  auto d_d = this->template upload<T>(dy);
+  auto d_db = this->template upload<float>(std::vector<float>(cols, 1.0f));
+  gelu_backward_bias<T>(d_d.data(), d_db.data(), d_x.data(), d_d.data(), rows, cols, this->stream_);
+  const auto stored = this->download(d_d);
+  expect_close<T>(stored, std::vector<float>(dxd.begin(), dxd.end()), "gelu backward with the bias sum");
+  std::vector<double> sums(cols, 1.0);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) sums[c] += stored[static_cast<size_t>(r) * cols + c];
+  }
+  expect_close(this->download(d_db), std::vector<float>(sums.begin(), sums.end()), 1e-5, 1e-5, "gelu bias sum");
+  DeviceBuffer<T> d_alone(n);  // no bias gradient: the plain backward pass
+  gelu_backward_bias<T>(d_alone.data(), nullptr, d_x.data(), d_dy.data(), rows, cols, this->stream_);
+  expect_close(this->download(d_alone), stored, 0.0, 0.0, "gelu backward without the bias sum");
 }
 
 TYPED_TEST(CudaOps, EmbeddingMatchesCpu) {

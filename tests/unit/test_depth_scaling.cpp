@@ -14,6 +14,7 @@
 #include "models/block_impl.h"
 #include "src/train/optimizer.h"
 #include "src/util/error.h"
+#include "tests/unit/block_memory.h"
 #include "tests/unit/gradcheck.h"
 #include "tests/unit/whole_model.h"
 
@@ -212,12 +213,10 @@ TEST_P(SkippedBlock, EqualsTheComputedAndZeroedBlock) {
     std::vector<double> out, dx, grads;
   };
   auto run = [&](bool skip, bool split) {
-    const Sizes size = BlockActivations<Be>::size(s) + BlockScratch<Be>::size(s) + BlockOutputGrads<Be>::size(s);
-    std::vector<double> act(static_cast<size_t>(size.act)), acc(static_cast<size_t>(size.acc));
-    Carver<Be> memory{act.data(), acc.data()};
-    const auto a = BlockActivations<Be>::carve(memory, s);
-    const auto scratch = BlockScratch<Be>::carve(memory, s);
-    const auto carved = BlockOutputGrads<Be>::carve(memory, s);
+    const test::BlockMemory<Be> memory(s);
+    const auto& a = memory.a;
+    const auto& scratch = memory.scratch;
+    const auto& carved = memory.grads;
     std::vector<double> grads(params.size(), 0.0), out(static_cast<size_t>(NC)), dres = dy;
     const auto g = block_tensors<double*>(table, grads.data(), 0);
     if (skip) {

@@ -5,11 +5,16 @@
 // the training path, uses the branch-free approximations below, which the compiler vectorises;
 // libm's scalar erff alone took over a tenth of a training step. Their error (a few 1e-7
 // absolute) is at float's rounding level; tests/test_ops_grad.cpp bounds it against double.
+//
+// The MLP's fc layer has its bias added here rather than in its product (bias_gelu_forward), and
+// its bias gradient summed in GELU's backward pass (gelu_backward_bias): each saves one pass over
+// the [N, 4C] hidden units (docs/performance.md has the profile).
 #include <cmath>
 #include <cstdint>
 
 #include "src/kernels/cpu/fast_exp.h"
 #include "src/kernels/cpu/ops.h"
+#include "src/kernels/cpu/parallel.h"
 
 namespace kl::cpu {
 namespace {
@@ -38,38 +43,79 @@ inline float normal_cdf(float x) {
 constexpr double kInvSqrt2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 
+// gelu(x) and gelu'(x): the float forms vectorise, the double ones are libm's.
+inline float gelu(float x) { return x * normal_cdf(x); }
+inline float gelu_slope(float x) {
+  const float pdf = float(kInvSqrt2Pi) * exp_nonpositive(-0.5f * x * x);
+  return normal_cdf(x) + x * pdf;
+}
+inline double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x * kInvSqrt2)); }
+inline double gelu_slope(double x) {
+  const double cdf = 0.5 * (1.0 + std::erf(x * kInvSqrt2));
+  return cdf + x * kInvSqrt2Pi * std::exp(-0.5 * x * x);
+}
+
 }  // namespace
 
-template <>
-void gelu_forward<float>(float* out, const float* inp, int64_t n) {
+template <class T>
+void gelu_forward(T* out, const T* inp, int64_t n) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = inp[i] * normal_cdf(inp[i]);
+  for (int64_t i = 0; i < n; ++i) out[i] = gelu(inp[i]);
 }
 
-template <>
-void gelu_backward<float>(float* dinp, const float* inp, const float* dout, int64_t n) {
+template <class T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n) {
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = inp[i];
-    const float pdf = float(kInvSqrt2Pi) * exp_nonpositive(-0.5f * x * x);
-    dinp[i] = dout[i] * (normal_cdf(x) + x * pdf);
+  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * gelu_slope(inp[i]);
+}
+
+template <class T>
+void bias_gelu_forward(T* pre, T* out, const T* bias, int N, int O) {
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; ++n) {
+    T* pre_row = pre + int64_t{n} * O;
+    T* out_row = out + int64_t{n} * O;
+#pragma omp simd
+    for (int o = 0; o < O; ++o) {
+      const T x = pre_row[o] + bias[o];
+      pre_row[o] = x;
+      out_row[o] = gelu(x);
+    }
   }
 }
 
-template <>
-void gelu_forward<double>(double* out, const double* inp, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = 0.5 * inp[i] * (1.0 + std::erf(inp[i] * kInvSqrt2));
-}
-
-template <>
-void gelu_backward<double>(double* dinp, const double* inp, const double* dout, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = inp[i];
-    const double cdf = 0.5 * (1.0 + std::erf(x * kInvSqrt2));
-    dinp[i] = dout[i] * (cdf + x * kInvSqrt2Pi * std::exp(-0.5 * x * x));
+template <class T>
+void gelu_backward_bias(T* dpre, T* dbias, const T* pre, const T* dout, int N, int O) {
+  // Each thread owns a slice of columns and walks the rows in order, as linear_backward's bias sum
+  // does: the same sums in the same order, whatever the thread count.
+#pragma omp parallel
+  {
+    const Range cols = share(O, omp_get_thread_num(), omp_get_num_threads());
+    const int begin = static_cast<int>(cols.begin), end = static_cast<int>(cols.end);
+    for (int n = 0; n < N; ++n) {
+      const int64_t row = int64_t{n} * O;
+      if (dbias) {
+#pragma omp simd
+        for (int o = begin; o < end; ++o) {
+          const T d = dout[row + o] * gelu_slope(pre[row + o]);
+          dpre[row + o] = d;
+          dbias[o] += d;
+        }
+      } else {
+#pragma omp simd
+        for (int o = begin; o < end; ++o) dpre[row + o] = dout[row + o] * gelu_slope(pre[row + o]);
+      }
+    }
   }
 }
+
+#define KL_INSTANTIATE(T)                                                    \
+  template void gelu_forward<T>(T*, const T*, int64_t);                      \
+  template void gelu_backward<T>(T*, const T*, const T*, int64_t);           \
+  template void bias_gelu_forward<T>(T*, T*, const T*, int, int);            \
+  template void gelu_backward_bias<T>(T*, T*, const T*, const T*, int, int);
+KL_INSTANTIATE(float)
+KL_INSTANTIATE(double)
+#undef KL_INSTANTIATE
 
 }  // namespace kl::cpu

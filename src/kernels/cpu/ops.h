@@ -60,6 +60,14 @@ template <class T>
 void gelu_forward(T* out, const T* inp, int64_t n);
 template <class T>
 void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n);
+// The MLP's fc bias fused into its GELU, over [N,O]: pre holds the product inp W^T on entry and the
+// pre-activation (+ bias[O]) on return, what the backward pass reads; out = gelu(pre).
+template <class T>
+void bias_gelu_forward(T* pre, T* out, const T* bias, int N, int O);
+// dpre = dout * gelu'(pre) (may alias dout); dbias += colsum(dpre) when dbias is not null, summed
+// as linear_backward sums its bias gradient (so the fc layer's bias needs no pass of its own).
+template <class T>
+void gelu_backward_bias(T* dpre, T* dbias, const T* pre, const T* dout, int N, int O);
 
 // Dropout whose mask is a pure function of (seed, step, global sample, site, position, channel).
 struct DropoutKey {

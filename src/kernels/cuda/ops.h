@@ -109,6 +109,9 @@ void gelu_forward(T* out, const T* inp, int64_t n, cudaStream_t stream);
 // dinp = dout * gelu'(inp) (may alias dout)
 template <class T>
 void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n, cudaStream_t stream);
+// dpre = dout * gelu'(pre) over [N,O] (may alias dout); dbias += colsum(dpre) unless dbias is null
+template <class T>
+void gelu_backward_bias(T* dpre, float* dbias, const T* pre, const T* dout, int N, int O, cudaStream_t stream);
 
 // --- dropout.cu: the CPU's counter-based masks, bit for bit ---
 // out = inp * keep / (1 - p) over [B, row] (out may alias inp; p == 0 copies). The backward pass is
