@@ -11,6 +11,21 @@ std::mutex& library_lock() {
   return lock;
 }
 
+void warm_up() {
+  const std::lock_guard<std::mutex> lock(library_lock());
+  quiet();
+  Id fapl(KL_CHECK_H5(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
+  KL_CHECK_H5(H5Pset_fapl_core(fapl.get(), 1 << 16, /*backing_store=*/0));
+  Id file(KL_CHECK_H5(H5Fcreate("kilolayer-warm-up", H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get())), H5Fclose);
+  write_attribute(file.get(), "name", std::string("value"));
+  const hsize_t dims[1] = {4};
+  Id space(KL_CHECK_H5(H5Screate_simple(1, dims, nullptr)), H5Sclose);
+  Id ds(KL_CHECK_H5(H5Dcreate2(file.get(), "data", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                               H5P_DEFAULT)),
+        H5Dclose);
+  write_attribute(ds.get(), "crc32", int64_t{0});
+}
+
 bool Id::close() {
   const bool ok = id_ < 0 || !close_ || close_(id_) >= 0;
   id_ = -1;

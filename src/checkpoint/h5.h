@@ -18,6 +18,11 @@ namespace kl::h5 {
 // Turns off HDF5's own error printing: failures become our messages.
 void quiet();
 
+// Initialises the library and goes once through what creating a checkpoint file does, on a file in
+// memory (the core driver: nothing reaches the disk), so that the first save need not (a run's first
+// create_file took 0.12 s, later ones 0.015 s, 30 Nov 2026). Takes library_lock().
+void warm_up();
+
 // HDF5 is not built thread-safe (the parallel build cannot be): every use of it while a checkpoint
 // is saved in the background (src/train/checkpoint_saver.h) holds this lock.
 std::mutex& library_lock();

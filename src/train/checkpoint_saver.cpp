@@ -1,14 +1,12 @@
 #include "src/train/checkpoint_saver.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
 #include <utility>
+
+#include "src/checkpoint/h5.h"
 
 
 namespace kl {
@@ -35,33 +33,77 @@ CheckpointSaver::CheckpointSaver(const checkpoint::Store& store, CheckpointState
       async_(state.config().checkpoint.async),
       keep_(state.config().checkpoint.keep) {
   state_.reserve();  // the snapshot's memory, touched now rather than during the first save
+  if (async_) writer_ = std::thread([this] { write_loop(); });
 }
 
 CheckpointSaver::~CheckpointSaver() {
-  if (writer_.joinable()) writer_.join();  // a failed run: nothing more is published
+  if (!writer_.joinable()) return;
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  writer_.join();  // after the task under way, which seals nothing it has not begun to (cancelled())
+}
+
+void CheckpointSaver::write_loop() {
+  // At the training threads' priority, not behind them: at nice 10 on two busy cores the writer got
+  // its cycles only once the next save stopped training to wait for it (bench/checkpoint_stall.sh,
+  // docs/performance.md); the work is the same either way, and done sooner this way.
+  h5::warm_up();  // before any task: HDF5's first use off the first save's path
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return task_ || stopping_; });
+    if (!task_) return;
+    {
+      const std::function<void()> task = std::exchange(task_, nullptr);
+      lock.unlock();
+      try {
+        task();
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    }
+    lock.lock();
+    done_ = true;
+    ended_.notify_all();
+  }
 }
 
 void CheckpointSaver::launch(std::function<void()> task) {
   done_ = false;
-  const auto run = [this, task = std::move(task)] {
-    try {
-      task();
-    } catch (...) {
-      error_ = std::current_exception();
+  if (async_) {
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      task_ = std::move(task);
     }
-    done_ = true;
-  };
-  if (!async_) return run();
-  writer_ = std::thread([run] {
-    // Behind the training threads: the file work should take the cycles they leave.
-    setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 10);
-    run();
-  });
+    wake_.notify_one();
+    return;
+  }
+  try {
+    task();
+  } catch (...) {
+    error_ = std::current_exception();
+  }
+  done_ = true;
 }
 
 void CheckpointSaver::join() {
-  if (writer_.joinable()) writer_.join();
+  if (async_) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ended_.wait(lock, [this] { return done_.load(); });
+  }
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+}
+
+bool CheckpointSaver::cancelled() {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  return stopping_;
+}
+
+void CheckpointSaver::seal(std::vector<checkpoint::Region> all) {
+  checkpoint::finish_file(plan_, std::move(all));
+  store_.commit(plan_.index.header.step, keep_);
 }
 
 void CheckpointSaver::save(const checkpoint::Header& run_state, bool wait) {
@@ -76,15 +118,18 @@ void CheckpointSaver::save(const checkpoint::Header& run_state, bool wait) {
     const std::string dir = (std::filesystem::path(store_.dir()) / (checkpoint::Store::step_name(step) + ".tmp")).string();
     plan_ = checkpoint::plan_file(dir + "/" + checkpoint::kFileName, state_.header(run_state), state_.config().model);
     regions_.clear();
-    phase_ = Phase::kCreating;
+    // A world of one rank has nothing to exchange between the phases: its writer seals at once.
+    const bool alone = world_.size() == 1;
+    phase_ = alone ? Phase::kSealing : Phase::kCreating;
     // The copy first (the next optimizer update waits for it), then rank 0 makes the file and
     // writes its own pieces; the others write theirs once they know the offsets.
-    launch([this, step] {
+    launch([this, step, alone] {
       state_.copy_snapshot(step);
       if (world_.rank() != 0) return;
       if (store_.begin(step) + "/" + checkpoint::kFileName != plan_.path) throw std::logic_error("checkpoint path");
       checkpoint::create_file(plan_);
       regions_ = checkpoint::write_pieces(plan_.path, checkpoint::pieces_of(plan_, mine_));
+      if (alone && !cancelled()) seal(regions_);
     });
   }
   if (!async_ || wait) this->wait();
@@ -137,11 +182,7 @@ void CheckpointSaver::advance() {
       // Every rank's part is durable: rank 0 seals and publishes.
       std::vector<checkpoint::Region> all = checkpoint::gather_regions(regions_, world_);
       if (world_.rank() == 0) {
-        launch([this, all = std::move(all)]() mutable {
-          const int64_t step = plan_.index.header.step;
-          checkpoint::finish_file(plan_, std::move(all));
-          store_.commit(step, keep_);
-        });
+        launch([this, all = std::move(all)]() mutable { seal(std::move(all)); });
       }
       phase_ = Phase::kSealing;
       return;

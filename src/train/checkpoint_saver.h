@@ -1,16 +1,19 @@
 // Saving checkpoints, with training stopped for as little as possible (checkpoint.async).
 //
 // A save is the phases of src/checkpoint/checkpoint.h under the commit protocol of
-// src/checkpoint/store.h. Each rank's thread of its own (which never calls MPI, initialised
-// MPI_THREAD_FUNNELED) first copies the rank's share of the state into host memory while the next
-// step's passes run (the next optimizer update waits for that copy: CheckpointState::fence), then
-// does the file work of a phase, and at each step boundary the training
-// threads vote (one small reduction) on whether every rank's part of the phase is done; when it is,
-// they take the collective step into the next:
+// src/checkpoint/store.h. Each rank's thread of its own (made once with the saver, waiting between
+// saves; it never calls MPI, initialised MPI_THREAD_FUNNELED) first copies the rank's share of the
+// state into host memory while the next step's passes run (the next optimizer update waits for that
+// copy: CheckpointState::fence), then does the file work of a phase, and at each step boundary the
+// training threads vote (one small reduction) on whether every rank's part of the phase is done;
+// when it is, they take the collective step into the next:
 //   creating: rank 0 makes step_N.tmp/ and the file (serial HDF5), and writes its own pieces;
 //   writing:  the offsets broadcast, every other rank writes its pieces (pwrite, CRC-32, fsync);
 //   sealing:  the pieces' checksums gathered, rank 0 combines them, seals the file and commits
 //             (rename, `latest`).
+// In a world of one rank there is nothing to exchange between the phases: the writer runs them back
+// to back (sealing only if training has not failed meanwhile), so that the save is done as soon as
+// its work is, not at the second step boundary after.
 // At most one save is in flight: the next save, a preemption, the end of training and a rollback
 // wait for it (the same phases, waited for at once). If training fails meanwhile, the destructor
 // waits for the running phase and publishes nothing: `latest` keeps naming the previous checkpoint.
@@ -20,9 +23,11 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -62,6 +67,11 @@ class CheckpointSaver {
   // Runs `task` (this rank's file work of a phase) on the writer thread, or here when synchronous.
   void launch(std::function<void()> task);
   void join();     // this rank's task done; rethrows its error
+  void write_loop();  // the writer thread: one task at a time, until the saver ends
+  // The saver is being destroyed without waiting (training failed): a save must not be published.
+  bool cancelled();
+  // Rank 0, once every rank's part is durable (`all`: every rank's regions): finish_file, commit.
+  void seal(std::vector<checkpoint::Region> all);
   void advance();  // collective, once every rank's task is done: into the next phase
   void report();   // the published save's line in the progress output
 
@@ -76,7 +86,13 @@ class CheckpointSaver {
   Phase phase_ = Phase::kIdle;
   checkpoint::RankState mine_;  // the snapshot
   checkpoint::FilePlan plan_;
+  // The writer thread, made once (with checkpoint.async) and kept: it waits for a task.
   std::thread writer_;
+  std::mutex mutex_;
+  std::condition_variable wake_;   // a task (or the end) for the writer
+  std::condition_variable ended_;  // the writer's task has ended
+  std::function<void()> task_;     // the next task, taken by the writer
+  bool stopping_ = false;
   std::atomic<bool> done_{true};  // this rank's task has ended (with or without error)
   std::exception_ptr error_;
   std::vector<checkpoint::Region> regions_;  // what this rank wrote
