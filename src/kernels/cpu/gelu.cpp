@@ -86,6 +86,7 @@ void bias_gelu_forward(T* pre, T* out, const T* bias, int N, int O) {
 
 template <class T>
 void gelu_backward_bias(T* dpre, T* dbias, const T* pre, const T* dout, int N, int O) {
+  if (!dbias) return gelu_backward(dpre, pre, dout, int64_t{N} * O);
   // Each thread owns a slice of columns and walks the rows in order, as linear_backward's bias sum
   // does: the same sums in the same order, whatever the thread count.
 #pragma omp parallel
@@ -94,16 +95,11 @@ void gelu_backward_bias(T* dpre, T* dbias, const T* pre, const T* dout, int N, i
     const int begin = static_cast<int>(cols.begin), end = static_cast<int>(cols.end);
     for (int n = 0; n < N; ++n) {
       const int64_t row = int64_t{n} * O;
-      if (dbias) {
 #pragma omp simd
-        for (int o = begin; o < end; ++o) {
-          const T d = dout[row + o] * gelu_slope(pre[row + o]);
-          dpre[row + o] = d;
-          dbias[o] += d;
-        }
-      } else {
-#pragma omp simd
-        for (int o = begin; o < end; ++o) dpre[row + o] = dout[row + o] * gelu_slope(pre[row + o]);
+      for (int o = begin; o < end; ++o) {
+        const T d = dout[row + o] * gelu_slope(pre[row + o]);
+        dpre[row + o] = d;
+        dbias[o] += d;
       }
     }
   }
