@@ -50,42 +50,40 @@ void CheckpointSaver::write_loop() {
   // At the training threads' priority, not behind them: at nice 10 on two busy cores the writer got
   // its cycles only once the next save stopped training to wait for it (bench/checkpoint_stall.sh,
   // docs/performance.md); the work is the same either way, and done sooner this way.
-  h5::warm_up();  // before any task: HDF5's first use off the first save's path
+  try {
+    h5::warm_up();  // before any task: HDF5's first use off the first save's path
+  } catch (...) {
+    // Only a head start: a library that fails here fails the first save, which reports it.
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     wake_.wait(lock, [this] { return task_ || stopping_; });
     if (!task_) return;
-    {
-      const std::function<void()> task = std::exchange(task_, nullptr);
-      lock.unlock();
-      try {
-        task();
-      } catch (...) {
-        error_ = std::current_exception();
-      }
-    }
+    const std::function<void()> task = std::exchange(task_, nullptr);
+    lock.unlock();
+    run(task);
     lock.lock();
-    done_ = true;
     ended_.notify_all();
   }
 }
 
-void CheckpointSaver::launch(std::function<void()> task) {
-  done_ = false;
-  if (async_) {
-    {
-      const std::lock_guard<std::mutex> lock(mutex_);
-      task_ = std::move(task);
-    }
-    wake_.notify_one();
-    return;
-  }
+void CheckpointSaver::run(const std::function<void()>& task) {
   try {
     task();
   } catch (...) {
     error_ = std::current_exception();
   }
   done_ = true;
+}
+
+void CheckpointSaver::launch(std::function<void()> task) {
+  done_ = false;
+  if (!async_) return run(task);
+  {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    task_ = std::move(task);
+  }
+  wake_.notify_one();
 }
 
 void CheckpointSaver::join() {

@@ -68,6 +68,7 @@ class CheckpointSaver {
   void launch(std::function<void()> task);
   void join();     // this rank's task done; rethrows its error
   void write_loop();  // the writer thread: one task at a time, until the saver ends
+  void run(const std::function<void()>& task);  // runs it, keeps its error, then marks it done
   // The saver is being destroyed without waiting (training failed): a save must not be published.
   bool cancelled();
   // Rank 0, once every rank's part is durable (`all`: every rank's regions): finish_file, commit.
