@@ -101,7 +101,9 @@ Seal read_seal(int fd, const std::string& path) {
   if (got != kSealBytes) throw UserError(where + ": shorter than its header (" + std::to_string(st.st_size) + " bytes)");
   const std::string text(block, strnlen(block, kSealBytes));
   if (text.rfind(kSealMagic, 0) != 0) {
-    const bool unsealed = text.empty();  // the user block is zeros until the save completes
+    // The user block is zeros until the save completes: all of it, not just its first byte (a file
+    // of random bytes starts with a zero one time in 256).
+    const bool unsealed = std::all_of(block, block + kSealBytes, [](char c) { return c == 0; });
     throw UserError(where + (unsealed ? ": not sealed: the save that wrote it never finished"
                                       : ": not a kilolayer checkpoint (no seal; or written before format 2)"));
   }
