@@ -30,7 +30,7 @@ float round_to_bf16(float x);
 
 // bf16_gemm's staging: rows x cols of `from` (leading dimension ld) rounded as round_to_bf16 does,
 // as bf16 bit patterns, packed into `to`: row-major [rows, cols], or with `transpose` its transpose
-// [cols, rows]. AVX-512 where the CPU has it (the same bits as the scalar rounding for every input,
+// [cols, rows] (AVX-512 where the CPU has it: the same bits as the scalar rounding for every input,
 // denormals and NaNs included). Runs on every thread: call it outside parallel regions.
 void stage_bf16(uint16_t* to, const float* from, int64_t rows, int64_t cols, int64_t ld, bool transpose);
 
