@@ -4,7 +4,6 @@
 // bench/gemm_candidates.cpp is the measurement that chose it (docs/performance.md).
 #pragma once
 
-#include <cstdint>
 #include <string>
 
 namespace kl::cpu {
@@ -27,11 +26,5 @@ std::string bf16_products_unavailable();
 
 // x rounded to bf16 (nearest even) and back to fp32: what bf16_gemm's operands become.
 float round_to_bf16(float x);
-
-// bf16_gemm's staging: rows x cols of `from` (leading dimension ld) rounded as round_to_bf16 does,
-// as bf16 bit patterns, packed into `to`: row-major [rows, cols], or with `transpose` its transpose
-// [cols, rows] (AVX-512 where the CPU has it: the same bits as the scalar rounding for every input,
-// denormals and NaNs included). Runs on every thread: call it outside parallel regions.
-void stage_bf16(uint16_t* to, const float* from, int64_t rows, int64_t cols, int64_t ld, bool transpose);
 
 }  // namespace kl::cpu
