@@ -1,5 +1,6 @@
 // The matrix libraries side by side on the products kilolayer's model runs (issue 16): OpenBLAS,
-// oneDNN (its sgemm, and its matmul primitive in fp32 and with bf16 inputs), BLIS and libxsmm, on
+// oneDNN (its sgemm, and its matmul primitive in fp32 and with bf16 inputs: rounded in the timed
+// call, or once beforehand with A as stored or op(A) packed), BLIS and libxsmm, on
 // each product of a block's forward and backward pass, and on the small per-head products of the
 // attention kernel (16 heads at once, each single-threaded inside one parallel loop, as
 // src/kernels/cpu/attention.cpp runs them). Prints GFLOP/s per shape and library (best of several
@@ -70,18 +71,25 @@ void xsmm(const Shape& s, const float* a, const float* b, float* c) {
 }
 
 // oneDNN's matmul primitive, created once per shape (as a library would cache it). bf16: the fp32
-// operands are rounded to bf16 first (counted in the time: the model stores fp32), the product is
-// accumulated and written in fp32.
+// operands are rounded to bf16 first, the product is accumulated and written in fp32. kBf16 counts
+// the rounding in the time (the model stores fp32; this scalar loop is the staging kilolayer had
+// before its AVX-512 one). kBf16Prestaged and kBf16PackedA time the primitive alone, on operands
+// rounded once: A as stored (read transposed when ta), or op(A) packed row-major [m, k] as
+// kilolayer now stages it.
+enum class Mode { kF32, kBf16, kBf16Prestaged, kBf16PackedA };
+
 class OnednnMatmul {
  public:
-  explicit OnednnMatmul(bool bf16) : bf16_(bf16), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+  explicit OnednnMatmul(Mode mode) : mode_(mode), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
   void operator()(const Shape& s, const float* a, const float* b, float* c) {
     using dt = dnnl::memory::data_type;
-    const dt in = bf16_ ? dt::bf16 : dt::f32;
+    const bool bf16 = mode_ != Mode::kF32, prestaged = !s.per_head && (mode_ == Mode::kBf16Prestaged || packed_a());
+    const bool a_transposed = s.ta && !(packed_a() && !s.per_head);
+    const dt in = bf16 ? dt::bf16 : dt::f32;
     const std::string key = s.name + (s.per_head ? "h" : "");
     auto found = cache_.find(key);
     if (found == cache_.end()) {
-      const dnnl::memory::dims a_strides = s.ta ? dnnl::memory::dims{1, s.m} : dnnl::memory::dims{s.k, 1};
+      const dnnl::memory::dims a_strides = a_transposed ? dnnl::memory::dims{1, s.m} : dnnl::memory::dims{s.k, 1};
       const dnnl::memory::dims b_strides = s.tb ? dnnl::memory::dims{1, s.k} : dnnl::memory::dims{s.n, 1};
       dnnl::memory::desc a_md({s.m, s.k}, in, a_strides), b_md({s.k, s.n}, in, b_strides),
           c_md({s.m, s.n}, dt::f32, dnnl::memory::dims{s.n, 1});
@@ -96,15 +104,20 @@ class OnednnMatmul {
       a16_.resize(std::max<size_t>(a16_.size(), size_t(s.m) * s.k * 16));
       b16_.resize(std::max<size_t>(b16_.size(), size_t(s.k) * s.n * 16));
     }
-    const Cached& p = found->second;
+    Cached& p = found->second;
     const void* a_in = a;
     const void* b_in = b;
-    if (bf16_) {
+    if (bf16) {
       const int t = s.per_head ? omp_get_thread_num() : 0;
       uint16_t* a16 = a16_.data() + size_t(t) * s.m * s.k;
       uint16_t* b16 = b16_.data() + size_t(t) * s.k * s.n;
-      to_bf16(a16, a, int64_t(s.m) * s.k, !s.per_head);
-      to_bf16(b16, b, int64_t(s.k) * s.n, !s.per_head);
+      if (!prestaged || p.staged_a != a || p.staged_b != b) {
+        // Staged as stored: rows x cols of the operand; with op(A) packed, A's transpose.
+        const bool pack = !a_transposed && s.ta;
+        to_bf16(a16, a, s.ta ? s.k : s.m, s.ta ? s.m : s.k, pack, !s.per_head);
+        to_bf16(b16, b, s.tb ? s.n : s.k, s.tb ? s.k : s.n, false, !s.per_head);
+        p.staged_a = a, p.staged_b = b;
+      }
       a_in = a16;
       b_in = b16;
     }
@@ -114,22 +127,28 @@ class OnednnMatmul {
     stream_.wait();
   }
 
-  // Round to nearest even (the values are finite).
-  static void to_bf16(uint16_t* out, const float* in, int64_t n, bool parallel) {
+  // Round the packed rows x cols to nearest even (the values are finite); `transpose` writes
+  // [cols, rows].
+  static void to_bf16(uint16_t* out, const float* in, int64_t rows, int64_t cols, bool transpose, bool parallel) {
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t i = 0; i < n; ++i) {
-      uint32_t u;
-      std::memcpy(&u, &in[i], 4);
-      out[i] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t j = 0; j < cols; ++j) {
+        uint32_t u;
+        std::memcpy(&u, &in[r * cols + j], 4);
+        out[transpose ? j * rows + r : r * cols + j] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+      }
     }
   }
 
  private:
+  bool packed_a() const { return mode_ == Mode::kBf16PackedA; }
   struct Cached {
     dnnl::matmul prim;
     dnnl::memory::desc a, b, c;
+    const float* staged_a = nullptr;  // the operands a16_, b16_ hold (kBf16Prestaged, kBf16PackedA)
+    const float* staged_b = nullptr;
   };
-  bool bf16_;
+  Mode mode_;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::map<std::string, Cached> cache_;
@@ -221,7 +240,8 @@ int main(int argc, char** argv) {
       {"att O=PV    32xhs", false, false, 32, hs, T, 0, true},
       {"att dK=dS^TQ", true, false, 32, hs, T, 0, true},
   };
-  OnednnMatmul dnnl_f32(false), dnnl_bf16(true);
+  OnednnMatmul dnnl_f32(Mode::kF32), dnnl_bf16(Mode::kBf16), dnnl_bf16_prestaged(Mode::kBf16Prestaged),
+      dnnl_bf16_packed_a(Mode::kBf16PackedA);
   const std::vector<std::pair<std::string, Gemm>> libs = {
       {"OpenBLAS", openblas},
       {"oneDNN sgemm", onednn_sgemm},
@@ -229,6 +249,8 @@ int main(int argc, char** argv) {
       {"BLIS", blis},
       {"libxsmm", xsmm},
       {"oneDNN mm bf16", std::ref(dnnl_bf16)},
+      {"bf16 pre: as is", std::ref(dnnl_bf16_prestaged)},
+      {"bf16 pre: op(A)", std::ref(dnnl_bf16_packed_a)},
   };
   std::printf("GFLOP/s, d_model %d, %d token rows, %d threads (attention: %d heads of %d x %d blocks)\n", C, N,
               threads, kHeads, 32, T);
