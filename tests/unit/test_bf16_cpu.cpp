@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -67,6 +70,24 @@ TEST(Bf16Cpu, RoundsToNearestEven) {
   EXPECT_EQ(cpu::round_to_bf16(1.0f + 3.0f / 256), 1.0f + 4.0f / 256);  // halfway: to even (1 + 2^-6)
   EXPECT_EQ(cpu::round_to_bf16(1.0f + 1.0f / 128 + 1.0f / 1024), 1.0f + 1.0f / 128);
   EXPECT_EQ(cpu::round_to_bf16(-3.0f), -3.0f);
+}
+
+// A NaN operand must stay a NaN (a diverging run must show it), whatever its payload: the rounding
+// carry would turn 0xffffffff into -0 and 0x7f800001 into +infinity.
+TEST(Bf16Cpu, KeepsNansAndInfinities) {
+  const auto from_bits = [](uint32_t u) {
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+  };
+  for (const uint32_t bits : {0x7fc00000u, 0xffc00000u, 0x7fff8000u, 0xffffffffu, 0x7f800001u, 0xff80ffffu}) {
+    const float y = cpu::round_to_bf16(from_bits(bits));
+    EXPECT_TRUE(std::isnan(y)) << std::hex << bits << " became " << y;
+    EXPECT_EQ(std::signbit(y), (bits >> 31) != 0) << std::hex << bits;
+  }
+  EXPECT_EQ(cpu::round_to_bf16(from_bits(0x7f800000u)), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(cpu::round_to_bf16(-std::numeric_limits<float>::infinity()), -std::numeric_limits<float>::infinity());
+  EXPECT_EQ(cpu::round_to_bf16(std::numeric_limits<float>::max()), std::numeric_limits<float>::infinity());
 }
 
 // Every transposition, leading dimensions wider than the rows, beta 0 (C never read) and 1.

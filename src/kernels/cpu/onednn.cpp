@@ -20,10 +20,15 @@
 namespace kl::cpu {
 namespace {
 
+// Nearest even. A NaN stays a NaN (quieted, sign kept): rounding its bits could carry into the
+// exponent and make it +-0 (0xffffffff) or infinity (0x7f800001). A select, not a branch, so the
+// staging loop stays vectorised.
 uint16_t to_bf16_bits(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  const auto rounded = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  const auto quiet_nan = static_cast<uint16_t>((u >> 16) | 0x0040u);
+  return (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
 }
 
 // CPUID leaf 7: EBX bit 16 avx512f (subleaf 0), EAX bit 5 avx512_bf16 (subleaf 1); XCR0 must show
