@@ -1,7 +1,8 @@
-// Finite-difference gradient checks in double precision.
+// Finite-difference gradient checks in double precision, and the kernel tests' small helpers.
 #pragma once
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,17 @@
 #include <vector>
 
 namespace kl::test {
+
+inline std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
+
+// Runs body under `threads` OpenMP threads, then restores the previous count.
+template <class F>
+void with_threads(int threads, F body) {
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  body();
+  omp_set_num_threads(before);
+}
 
 inline std::vector<double> random_vector(size_t n, uint32_t seed, double scale = 1.0) {
   std::mt19937 gen(seed);

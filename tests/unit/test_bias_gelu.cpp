@@ -4,7 +4,6 @@
 // at widths that are not a multiple of the vector width and under several thread counts, and one
 // block's split backward pass (input part, then weight part) against its whole backward pass.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,17 +19,8 @@ namespace kl {
 namespace {
 
 using test::random_vector;
-
-std::vector<float> to_float(const std::vector<double>& v) { return {v.begin(), v.end()}; }
-
-// Runs body under `threads` OpenMP threads, then restores the previous count.
-template <class F>
-void with_threads(int threads, F body) {
-  const int before = omp_get_max_threads();
-  omp_set_num_threads(threads);
-  body();
-  omp_set_num_threads(before);
-}
+using test::to_float;
+using test::with_threads;
 
 TEST(BiasGelu, GradientsMatchFiniteDifferences) {
   const int N = 3, O = 11;

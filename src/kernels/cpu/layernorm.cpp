@@ -1,4 +1,11 @@
 // LayerNorm over the last dimension, eps 1e-5 (PyTorch's default), with weight and bias.
+//
+// The row sums are `omp simd` reductions: without one GCC adds a row's C values one after another
+// (float addition is not associative, and the build has no -ffast-math), a chain of dependent
+// scalar additions that took most of the kernel's time. The reduction's lane order is fixed by the
+// binary, and each row is summed by one thread, so the result still depends on neither the thread
+// count nor the row split.
+#include <algorithm>
 #include <cmath>
 
 #include "src/kernels/cpu/ops.h"
@@ -8,7 +15,38 @@ namespace kl::cpu {
 
 namespace {
 constexpr double kEps = 1e-5;
+// Columns whose parameter-gradient sums a thread keeps in local arrays while it walks the rows.
+constexpr int kColumnBlock = 64;
+
+// dweight[c] += sum_n dy[n, c] norm[n, c] and dbias[c] += sum_n dy[n, c] for `width` <= kColumnBlock
+// columns (pointers already offset to the first), the rows added in order. The sums are kept in
+// local arrays (nothing for the compiler to guard against aliasing); without dbias its sums go to
+// the scratch array instead of a test inside the loop.
+template <class T>
+void add_parameter_gradients(T* dweight, T* dbias, const T* dout, const T* inp, const T* mean, const T* rstd,
+                             int N, int C, int width) {
+  T dw[kColumnBlock], db[kColumnBlock];
+  for (int c = 0; c < width; ++c) {
+    dw[c] = dweight[c];
+    db[c] = dbias ? dbias[c] : T(0);
+  }
+  for (int n = 0; n < N; ++n) {
+    const T* x = inp + int64_t{n} * C;
+    const T* dy = dout + int64_t{n} * C;
+    const T m = mean[n], s = rstd[n];
+#pragma omp simd
+    for (int c = 0; c < width; ++c) {
+      dw[c] += dy[c] * (x[c] - m) * s;
+      db[c] += dy[c];
+    }
+  }
+  for (int c = 0; c < width; ++c) {
+    dweight[c] = dw[c];
+    if (dbias) dbias[c] = db[c];
+  }
 }
+
+}  // namespace
 
 template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
@@ -18,11 +56,14 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
     const T* x = inp + int64_t{n} * C;
     T* y = out + int64_t{n} * C;
     T sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int c = 0; c < C; ++c) sum += x[c];
     const T m = sum / C;
     T var = 0;
+#pragma omp simd reduction(+ : var)
     for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
     const T s = T(1) / std::sqrt(var / C + T(kEps));
+#pragma omp simd
     for (int c = 0; c < C; ++c) y[c] = (x[c] - m) * s * weight[c] + bias[c];
     mean[n] = m;
     rstd[n] = s;
@@ -34,14 +75,16 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
                         const T* weight, const T* mean, const T* rstd, int N, int C) {
 #pragma omp parallel
   {
-    // Rows in parallel for the input gradient.
-#pragma omp for schedule(static)
+    // Rows in parallel for the input gradient. No barrier after it: the parameter gradients below
+    // read nothing it writes.
+#pragma omp for schedule(static) nowait
     for (int n = 0; n < (dinp ? N : 0); ++n) {
       const T* x = inp + int64_t{n} * C;
       const T* dy = dout + int64_t{n} * C;
       T* dx = dinp + int64_t{n} * C;
       const T m = mean[n], s = rstd[n];
       T dnorm_mean = 0, dnorm_norm_mean = 0;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
       for (int c = 0; c < C; ++c) {
         const T dnorm = dy[c] * weight[c];
         dnorm_mean += dnorm;
@@ -49,20 +92,20 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
       }
       dnorm_mean /= C;
       dnorm_norm_mean /= C;
+#pragma omp simd
       for (int c = 0; c < C; ++c) {
         const T norm = (x[c] - m) * s;
         dx[c] += (dy[c] * weight[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
       }
     }
-    // Columns in parallel for the parameter gradients: each thread sums its channels over all rows.
-    const Range cols = share(C, omp_get_thread_num(), omp_get_num_threads());
-    for (int n = 0; n < (dweight ? N : 0); ++n) {
-      const T* x = inp + int64_t{n} * C;
-      const T* dy = dout + int64_t{n} * C;
-      const T m = mean[n], s = rstd[n];
-      for (int64_t c = cols.begin; c < cols.end; ++c) {
-        dweight[c] += dy[c] * (x[c] - m) * s;
-        if (dbias) dbias[c] += dy[c];
+    // Columns in parallel for the parameter gradients: each thread sums its channels over all rows,
+    // in row order, so the sums do not depend on the thread count.
+    if (dweight) {
+      const Range cols = share(C, omp_get_thread_num(), omp_get_num_threads());
+      for (int64_t c0 = cols.begin; c0 < cols.end; c0 += kColumnBlock) {
+        const int width = static_cast<int>(std::min<int64_t>(kColumnBlock, cols.end - c0));
+        add_parameter_gradients(dweight + c0, dbias ? dbias + c0 : nullptr, dout + c0, inp + c0, mean, rstd,
+                                N, C, width);
       }
     }
   }
