@@ -39,7 +39,8 @@ template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int N, int C);
 // dinp += ..., dweight += ..., dbias += ...   (dinp null: the parameter half only; dweight null:
-// the input half only, dbias then ignored; dbias null: no bias gradient)
+// the input half only, dbias then ignored; dbias null: no bias gradient). dinp must not overlap
+// dout or inp: the two halves run without a barrier between them.
 template <class T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                         const T* weight, const T* mean, const T* rstd, int N, int C);
