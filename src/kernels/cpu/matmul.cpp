@@ -134,17 +134,8 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                      int N, int I, int O, Products products) {
   if (dinp) product<T>(products, false, false, N, I, O, dout, O, weight, I, T(0), dinp, I);
   if (dweight) product<T>(products, true, false, O, I, N, dout, O, inp, I, T(1), dweight, I);
-  if (dbias) {
-    // Each thread owns a slice of columns and walks the rows in order: contiguous and deterministic.
-#pragma omp parallel
-    {
-      const Range cols = share(O, omp_get_thread_num(), omp_get_num_threads());
-      for (int n = 0; n < N; ++n) {
-        const T* row = dout + int64_t{n} * O;
-        for (int64_t o = cols.begin; o < cols.end; ++o) dbias[o] += row[o];
-      }
-    }
-  }
+  // Each thread owns a slice of columns and walks the rows in order: deterministic.
+  if (dbias) add_column_sums(dbias, N, O, [=](int64_t i) { return dout[i]; });
 }
 
 #define KL_INSTANTIATE(T)                                                                 \

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 namespace kl::cpu {
 
@@ -16,6 +17,43 @@ inline Range share(int64_t n, int thread, int threads) {
   const int64_t base = n / threads, extra = n % threads;
   const int64_t begin = thread * base + std::min<int64_t>(thread, extra);
   return {begin, begin + base + (thread < extra ? 1 : 0)};
+}
+
+// sums[o] += the sum over the rows n of value(n * O + o), an [N, O] matrix's column sums. The rows are
+// split among the threads in fixed blocks of kSumRows, each thread walking whole rows (contiguous
+// memory, which the hardware prefetches; a split by columns left GELU's backward pass waiting on
+// memory); each block's sums go to a scratch row, and the blocks are then added into `sums` in order.
+// So the result depends on neither the thread count nor the split, and every caller of this
+// function sums alike (GELU's fused bias gradient equals linear_backward's bit for bit). `value`
+// may write element (n, o) of another matrix (GELU's backward pass stores its gradient there).
+template <class T, class Value>
+void add_column_sums(T* sums, int64_t N, int64_t O, Value value) {
+  constexpr int64_t kSumRows = 32;
+  const int64_t blocks = (N + kSumRows - 1) / kSumRows;
+  static thread_local std::vector<T> scratch;  // grows to the largest [blocks, O] seen, then stays
+  if (static_cast<int64_t>(scratch.size()) < blocks * O) scratch.resize(static_cast<size_t>(blocks * O));
+  T* partial = scratch.data();
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      T* acc = partial + b * O;
+      const int64_t end = std::min(N, (b + 1) * kSumRows);
+#pragma omp simd
+      for (int64_t o = 0; o < O; ++o) acc[o] = value(b * kSumRows * O + o);
+      for (int64_t n = b * kSumRows + 1; n < end; ++n) {
+        const int64_t first = n * O;
+#pragma omp simd
+        for (int64_t o = 0; o < O; ++o) acc[o] += value(first + o);
+      }
+    }
+#pragma omp for simd schedule(static)
+    for (int64_t o = 0; o < O; ++o) {
+      T sum = sums[o];
+      for (int64_t b = 0; b < blocks; ++b) sum += partial[b * O + o];
+      sums[o] = sum;
+    }
+  }
 }
 
 }  // namespace kl::cpu
