@@ -156,5 +156,44 @@ TEST(Bf16Cpu, LinearWithinBf16ToleranceAndRepeatable) {
   }
 }
 
+// bf16_gemm's a_unchanged: the staged copy of A is used again only for the same matrix. The weight
+// gradient that linear_backward computes after the input gradient (reusing dY's bf16 copy) has the
+// bits of one computed alone (dinp null: dY staged afresh).
+TEST(Bf16Cpu, ReusesTheStagedOperandOnlyForTheSameMatrix) {
+  KL_SKIP_WITHOUT_BF16();
+  const int m = 33, n = 20, k = 70;
+  auto a = values(size_t(m) * k, 8);
+  const auto b = values(size_t(k) * n, 9);
+  auto fresh = [&](const std::vector<float>& from, int rows) {  // A copied elsewhere: staged anew
+    const std::vector<float> copy(from.begin(), from.begin() + size_t(rows) * k);
+    std::vector<float> c(size_t(rows) * n);
+    cpu::bf16_gemm(false, false, rows, n, k, copy.data(), k, b.data(), n, 0.0f, c.data(), n);
+    return c;
+  };
+  std::vector<float> c(size_t(m) * n);
+  cpu::bf16_gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  // A changed in place and not promised unchanged: staged again.
+  for (float& x : a) x = -2.0f * x;
+  cpu::bf16_gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
+  EXPECT_EQ(c, fresh(a, m));
+  // Promised unchanged, the same matrix: the same result from the kept copy.
+  std::fill(c.begin(), c.end(), 0.0f);
+  cpu::bf16_gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n, true);
+  EXPECT_EQ(c, fresh(a, m));
+  // Promised unchanged but another matrix (A without its first row: another pointer): staged again.
+  cpu::bf16_gemm(false, false, m - 1, n, k, a.data() + k, k, b.data(), n, 0.0f, c.data(), n, true);
+  const std::vector<float> rest(a.begin() + k, a.end());
+  EXPECT_EQ(std::vector<float>(c.begin(), c.begin() + size_t(m - 1) * n), fresh(rest, m - 1));
+
+  const int N = 64, I = 48, O = 40;
+  const auto inp = values(size_t(N) * I, 10), w = values(size_t(O) * I, 11), dout = values(size_t(N) * O, 12);
+  std::vector<float> dinp(size_t(N) * I), dw_both(size_t(O) * I, 0.25f), dw_alone = dw_both;
+  cpu::linear_backward<float>(dinp.data(), dw_both.data(), nullptr, dout.data(), inp.data(), w.data(), N, I, O,
+                       cpu::Products::kBf16);
+  cpu::linear_backward<float>(nullptr, dw_alone.data(), nullptr, dout.data(), inp.data(), w.data(), N, I, O,
+                              cpu::Products::kBf16);
+  EXPECT_EQ(dw_both, dw_alone);
+}
+
 }  // namespace
 }  // namespace kl

@@ -101,14 +101,15 @@ void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
 
 namespace {
 
-// C = op(A) op(B) + beta C (beta 0 or 1) with the Linear layer's kind of products.
+// C = op(A) op(B) + beta C (beta 0 or 1) with the Linear layer's kind of products. a_unchanged: A
+// is the previous product's A, unchanged since (bf16_gemm then need not round it again).
 template <class T>
 void product(Products products, bool trans_a, bool trans_b, int m, int n, int k, const T* a, int lda, const T* b,
-             int ldb, T beta, T* c, int ldc) {
+             int ldb, T beta, T* c, int ldc, bool a_unchanged = false) {
   if (products == Products::kExact) {
     gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
   } else if constexpr (std::is_same_v<T, float>) {
-    bf16_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    bf16_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, a_unchanged);
   } else {
     KL_CHECK(false, "bf16 products exist for float only");
   }
@@ -133,7 +134,8 @@ template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                      int N, int I, int O, Products products) {
   if (dinp) product<T>(products, false, false, N, I, O, dout, O, weight, I, T(0), dinp, I);
-  if (dweight) product<T>(products, true, false, O, I, N, dout, O, inp, I, T(1), dweight, I);
+  // dY is A of both products, stored alike: the weight product reuses the input product's bf16 copy.
+  if (dweight) product<T>(products, true, false, O, I, N, dout, O, inp, I, T(1), dweight, I, dinp != nullptr);
   // Each thread owns a slice of columns and walks the rows in order: deterministic.
   if (dbias) add_column_sums(dbias, N, O, [=](int64_t i) { return dout[i]; });
 }

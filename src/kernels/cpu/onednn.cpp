@@ -85,13 +85,15 @@ class Bf16Matmul {
   Bf16Matmul() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
 
   void run(bool ta, bool tb, int m, int n, int k, const float* a, int lda, const float* b, int ldb, float beta,
-           float* c, int ldc) {
+           float* c, int ldc, bool a_unchanged) {
     KL_CHECK(beta == 0.0f || beta == 1.0f, "bf16_gemm: beta must be 0 or 1");
     const Key key{ta, tb, m, n, k, lda, ldb, ldc, beta != 0.0f};
     auto found = cache_.find(key);
     if (found == cache_.end()) found = cache_.emplace(key, make(key)).first;
     const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
-    stage(a16_, a, a_rows, a_cols, lda);
+    const Staged a_now{a, a_rows, a_cols, lda};
+    if (!(a_unchanged && a_now == a_staged_)) stage(a16_, a, a_rows, a_cols, lda);
+    a_staged_ = a_now;
     stage(b16_, b, b_rows, b_cols, ldb);
     const Primitive& p = found->second;
     dnnl::memory am(p.a, engine_, a16_.data()), bm(p.b, engine_, b16_.data()), cm(p.c, engine_, c);
@@ -101,6 +103,12 @@ class Bf16Matmul {
 
  private:
   using Key = std::tuple<bool, bool, int, int, int, int, int, int, bool>;
+  // Which matrix a16_ holds: where it was read from, as stored.
+  struct Staged {
+    const float* from = nullptr;
+    int64_t rows = 0, cols = 0, ld = 0;
+    bool operator==(const Staged&) const = default;
+  };
   struct Primitive {
     dnnl::matmul matmul;
     dnnl::memory::desc a, b, c;
@@ -138,15 +146,16 @@ class Bf16Matmul {
   dnnl::stream stream_;
   std::map<Key, Primitive> cache_;
   std::vector<uint16_t> a16_, b16_;
+  Staged a_staged_;
 };
 
 }  // namespace
 
 void bf16_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-               float beta, float* c, int ldc) {
+               float beta, float* c, int ldc, bool a_unchanged) {
   // One per thread that calls it (the trainer's main thread; tests may call from others).
   thread_local Bf16Matmul matmul;
-  matmul.run(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+  matmul.run(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, a_unchanged);
 }
 #else
 bool have_onednn() { return false; }
@@ -155,7 +164,7 @@ void onednn_sgemm(bool, bool, int, int, int, float, const float*, int, const flo
   KL_CHECK(false, "onednn_sgemm: built without oneDNN");
 }
 
-void bf16_gemm(bool, bool, int, int, int, const float*, int, const float*, int, float, float*, int) {
+void bf16_gemm(bool, bool, int, int, int, const float*, int, const float*, int, float, float*, int, bool) {
   KL_CHECK(false, "bf16_gemm: built without oneDNN");
 }
 #endif

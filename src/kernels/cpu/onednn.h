@@ -18,8 +18,11 @@ void onednn_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, 
 // Row-major C[m,n] = op(A) op(B) + beta C with A and B rounded to bf16 (nearest even) and the
 // products summed in fp32; beta is 0 or 1. Called outside parallel regions (it runs on every
 // thread). Deterministic for a fixed thread count.
+// a_unchanged: the caller promises that A's memory has not changed since this thread's previous
+// call, so that when that call staged the same matrix (the same pointer, rows, columns and leading
+// dimension as stored) its bf16 copy is used again. linear_backward's two products read dY alike.
 void bf16_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
-               float beta, float* c, int ldc);
+               float beta, float* c, int ldc, bool a_unchanged = false);
 
 // Empty when bf16 products can run here, else why not (the CPU feature or build option missing).
 std::string bf16_products_unavailable();
