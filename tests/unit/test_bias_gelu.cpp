@@ -85,6 +85,37 @@ TEST(BiasGelu, MatchesTheUnfusedComposition) {
   }
 }
 
+// The bias sums over several row blocks (cpu::add_column_sums: blocks of 32 rows handed to the
+// threads, then added in order): N = 100 is three whole blocks and a part. The same bits under 1-3
+// threads, GELU's fused sum equal to linear_backward's, and both within float rounding of the sum
+// in long double.
+TEST(BiasGelu, BiasSumsAcrossRowBlocksIndependentOfThreads) {
+  const int N = 100, I = 5, O = 37;
+  const auto pre = to_float(random_vector(N * O, 71, 2.0)), dout = to_float(random_vector(N * O, 72));
+  const auto inp = to_float(random_vector(N * I, 73)), w = to_float(random_vector(O * I, 74));
+  const auto db_start = to_float(random_vector(O, 75));
+  std::vector<float> first;
+  for (const int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    with_threads(threads, [&] {
+      std::vector<float> d(N * O), db_fused = db_start, db_linear = db_start;
+      cpu::gelu_backward_bias(d.data(), db_fused.data(), pre.data(), dout.data(), N, O);
+      cpu::linear_backward<float>(nullptr, nullptr, db_linear.data(), d.data(), inp.data(), w.data(), N, I, O);
+      EXPECT_EQ(db_fused, db_linear);
+      for (int o = 0; o < O; ++o) {
+        long double want = db_start[o], scale = std::fabs(db_start[o]);
+        for (int n = 0; n < N; ++n) {
+          want += d[n * O + o];
+          scale += std::fabs(d[n * O + o]);
+        }
+        EXPECT_NEAR(db_fused[o], double(want), 1e-6 * double(scale)) << o;
+      }
+      if (first.empty()) first = db_fused;
+      EXPECT_EQ(db_fused, first);
+    });
+  }
+}
+
 // One pre-norm block (d_ff = 37: the fused passes' odd width) in float: the split backward pass,
 // whose weight half sums the fc bias gradient from the dL/dfc its input half left, against the
 // whole pass, which sums it in GELU's backward pass. Bit for bit, as the pipeline's stages need.

@@ -136,7 +136,7 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   if (dinp) product<T>(products, false, false, N, I, O, dout, O, weight, I, T(0), dinp, I);
   // dY is A of both products, stored alike: the weight product reuses the input product's bf16 copy.
   if (dweight) product<T>(products, true, false, O, I, N, dout, O, inp, I, T(1), dweight, I, dinp != nullptr);
-  // Each thread owns a slice of columns and walks the rows in order: deterministic.
+  // Summed by row blocks in a fixed order (add_column_sums), as GELU's fused bias sum: deterministic.
   if (dbias) add_column_sums(dbias, N, O, [=](int64_t i) { return dout[i]; });
 }
 

@@ -19,6 +19,15 @@ inline Range share(int64_t n, int thread, int threads) {
   return {begin, begin + base + (thread < extra ? 1 : 0)};
 }
 
+template <class T>
+T* column_sum_scratch(int64_t n) {
+  // add_column_sums' block sums: one buffer per calling thread and element type, whatever the
+  // caller; it grows to the largest [blocks, O] seen, then stays.
+  static thread_local std::vector<T> scratch;
+  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(static_cast<size_t>(n));
+  return scratch.data();
+}
+
 // sums[o] += the sum over the rows n of value(n * O + o), an [N, O] matrix's column sums. The rows are
 // split among the threads in fixed blocks of kSumRows, each thread walking whole rows (contiguous
 // memory, which the hardware prefetches; a split by columns left GELU's backward pass waiting on
@@ -30,9 +39,7 @@ template <class T, class Value>
 void add_column_sums(T* sums, int64_t N, int64_t O, Value value) {
   constexpr int64_t kSumRows = 32;
   const int64_t blocks = (N + kSumRows - 1) / kSumRows;
-  static thread_local std::vector<T> scratch;  // grows to the largest [blocks, O] seen, then stays
-  if (static_cast<int64_t>(scratch.size()) < blocks * O) scratch.resize(static_cast<size_t>(blocks * O));
-  T* partial = scratch.data();
+  T* partial = column_sum_scratch<T>(blocks * O);
 #pragma omp parallel
   {
 #pragma omp for schedule(static)
