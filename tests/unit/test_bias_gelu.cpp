@@ -78,7 +78,7 @@ TEST(BiasGelu, MatchesTheUnfusedComposition) {
       std::vector<float> d_only(N * O);
       be.gelu_backward_bias(d_only.data(), nullptr, want_pre.data(), dout.data(), N, O);
       EXPECT_EQ(d_only, want_d);
-      // Each column is summed by one thread in row order: the same bits whatever the thread count.
+      // Row blocks summed in a fixed order (cpu::add_column_sums): the same bits whatever the thread count.
       if (first_dbias.empty()) first_dbias = db;
       EXPECT_EQ(db, first_dbias);
     });
