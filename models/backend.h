@@ -2,9 +2,10 @@
 // src/pipeline/stage_impl.h) runs on. The walk is a template over the backend; nothing in it calls
 // cpu:: or cuda:: directly. Backends:
 //
-//   CpuBackend<float>    training on the CPU (oneDNN / OpenBLAS, OpenMP); constructed with
-//                        cpu::Products::kBf16 (run.precision = bf16), its Linear products read
-//                        their operands rounded to bf16 and sum in fp32 (oneDNN, avx512_bf16)
+//   CpuBackend<float>    training on the CPU (oneDNN / OpenBLAS, OpenMP)
+//   CpuBackend<float, cpu::bf16>   run.precision = bf16 on the CPU (avx512_bf16): bf16 activations
+//                        and a bf16 copy of the weights, oneDNN's bf16 products summed in fp32; fp32
+//                        master weights, gradients, optimizer state and residual stream, as on the GPU
 //   CpuBackend<double>   the finite-difference tests
 //   CudaBackend<float>   src/cuda/backend.h: fp32 on the GPU
 //   CudaBackend<bf16>    bf16 matrix inputs; fp32 master weights, gradients, optimizer state and
@@ -16,10 +17,11 @@
 //        passes read;
 //   Acc  the master weights, their gradients, the residual stream and its gradient, LayerNorm
 //        statistics, losses.
-// On the CPU both are T, bf16 products included: there the rounding happens inside the product
-// (src/kernels/cpu/onednn.h), so every element-wise kernel stays fp32 and only the matrix products,
-// the bulk of the work, change. An op's signature says which type each argument has, so the walk
-// is typed once for every backend.
+// On the CPU Act is T, or bf16 (cpu::bf16, src/kernels/cpu/bf16.h): its kernels then read bf16,
+// compute in float and round what they write. An op's signature says which type each argument has,
+// so the walk is typed once for every backend. (CpuBackend<float> constructed with
+// cpu::Products::kBf16 keeps fp32 activations and rounds a product's operands inside it:
+// bench/ab_builds.sh's peer for the bf16 activations.)
 //
 // Memory: Buffer<U> owns `n` zeroed elements in the backend's memory (alloc<U>(n)); pointers into
 // it are only dereferenced by the backend's own ops. HostBuffer<U> (alloc_host<U>(n)) is host memory
@@ -35,14 +37,18 @@
 #include <vector>
 
 #include "src/kernels/cpu/ops.h"
+#include "src/util/error.h"
 
 namespace kl {
 
-template <class T>
+template <class T, class A = T>
 class CpuBackend {
  public:
-  using Act = T;
+  using Act = A;
   using Acc = T;
+  static constexpr bool kBf16Act = !std::is_same_v<A, T>;
+  static_assert(!kBf16Act || (std::is_same_v<T, float> && std::is_same_v<A, cpu::bf16>),
+                "the CPU's activations are T, or bf16 with float");
   template <class U>
   using Buffer = std::vector<U>;
   template <class U>
@@ -74,22 +80,40 @@ class CpuBackend {
   void download(U* host, const U* from, int64_t n) const {
     copy(host, from, n);
   }
-  // The stream as a product's input: the same memory on the CPU.
-  const Act* as_act(const Acc* x, Act* /*scratch*/, int64_t /*n*/) const { return x; }
-  // The master weights after they changed: the passes read them directly.
-  void convert_weights(Act* /*copy*/, const Acc* /*master*/, int64_t /*n*/) const {}
+  // The stream as a product's input: the same memory, or its bf16 copy in scratch.
+  const Act* as_act(const Acc* x, Act* scratch, int64_t n) const {
+    if constexpr (kBf16Act) {
+      convert(scratch, x, n);
+      return scratch;
+    } else {
+      return x;
+    }
+  }
+  // The master weights after they changed: the passes read them directly, or their bf16 copy.
+  void convert_weights(Act* copy, const Acc* master, int64_t n) const {
+    if constexpr (kBf16Act) convert(copy, master, n);
+  }
   std::string describe() const {
+    if (kBf16Act) return "CPU (bf16 activations and products, fp32 sums, master weights and stream)";
     if (products_ == cpu::Products::kBf16) return "CPU (bf16 products, fp32 sums and storage)";
     return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)";
   }
 
   // --- the model's ops (src/kernels/cpu/ops.h has their contracts) ---
   void linear_forward(Act* out, const Act* inp, const Act* w, const Act* b, int N, int I, int O) const {
-    cpu::linear_forward(out, inp, w, b, N, I, O, products_);
+    if constexpr (kBf16Act) {
+      cpu::linear_forward(out, inp, w, b, N, I, O);
+    } else {
+      cpu::linear_forward(out, inp, w, b, N, I, O, products_);
+    }
   }
   void linear_backward(Act* dinp, Acc* dw, Acc* db, const Act* dout, const Act* inp, const Act* w, int N, int I,
                        int O) const {
-    cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O, products_);
+    if constexpr (kBf16Act) {
+      cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O);
+    } else {
+      cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O, products_);
+    }
   }
   template <class Out>
   void layernorm_forward(Out* out, Acc* mean, Acc* rstd, const Acc* inp, const Act* w, const Act* b, int N,
@@ -103,24 +127,33 @@ class CpuBackend {
   }
   // What attention keeps per block for its backward pass (the `stash`), and the scratch its
   // backward pass needs, in Act elements. The CPU kernel is flash-style
-  // (src/kernels/cpu/attention.cpp): it keeps each row's log-sum-exp, B NH T, and recomputes the
-  // softmax tile by tile from per-thread scratch, so no T x T matrix is ever allocated.
-  static int64_t attention_stash_elems(int B, int T_, int NH) { return int64_t{B} * NH * T_; }
+  // (src/kernels/cpu/attention.cpp): it keeps each row's log-sum-exp, B NH T values of T (two bf16
+  // slots each with bf16 activations), and recomputes the softmax tile by tile from per-thread
+  // scratch, so no T x T matrix is ever allocated.
+  static int64_t attention_stash_elems(int B, int T_, int NH) {
+    return int64_t{B} * NH * T_ * static_cast<int64_t>(sizeof(T) / sizeof(A));
+  }
   static int64_t attention_scratch_elems(int /*B*/, int /*T_*/, int /*NH*/) { return 0; }
   void attention_forward(Act* out, Act* stash, const Act* qkv, int B, int T_, int C, int NH) const {
-    cpu::attention_forward(out, stash, qkv, B, T_, C, NH);
+    cpu::attention_forward(out, lse(stash), qkv, B, T_, C, NH);
   }
   void attention_backward(Act* dqkv, Act* /*scratch*/, const Act* dout, const Act* qkv, const Act* out,
                           const Act* stash, int B, int T_, int C, int NH) const {
-    cpu::attention_backward(dqkv, dout, qkv, out, stash, B, T_, C, NH);
+    cpu::attention_backward(dqkv, dout, qkv, out, lse(const_cast<Act*>(stash)), B, T_, C, NH);
   }
   // The MLP's fc layer and its GELU: pre = inp W^T + b [N,O] (kept for the backward pass), out =
   // gelu(pre). Here the product writes pre without the bias, and one pass over it adds the bias and
   // applies GELU (no separate pass copying the bias into the product's output).
+  // With bf16 activations the product adds the bias before rounding pre once.
   void linear_gelu_forward(Act* pre, Act* out, const Act* inp, const Act* w, const Act* b, int N, int I,
                            int O) const {
-    cpu::linear_forward(pre, inp, w, static_cast<const T*>(nullptr), N, I, O, products_);
-    cpu::bias_gelu_forward(pre, out, b, N, O);
+    if constexpr (kBf16Act) {
+      cpu::linear_forward(pre, inp, w, b, N, I, O);
+      cpu::gelu_forward(out, static_cast<const Act*>(pre), int64_t{N} * O);
+    } else {
+      cpu::linear_forward(pre, inp, w, static_cast<const T*>(nullptr), N, I, O, products_);
+      cpu::bias_gelu_forward(pre, out, b, N, O);
+    }
   }
   // dpre = dout * gelu'(pre) (may alias dout), and db += colsum(dpre) unless db is null: the fc
   // layer's bias gradient, summed in the same pass.
@@ -196,15 +229,30 @@ class CpuBackend {
                              int64_t n) const {
     cpu::highway_join_backward(dbranch, dz, dres, gate, kept, u, n);
   }
-  // Type conversions between Act and Acc (plain copies here).
+  // Type conversions between Act and Acc (plain copies where they are one type).
   template <class From, class To>
   void convert(To* out, const From* in, int64_t n) const {
-    copy(out, in, n);
+    if constexpr (std::is_same_v<From, To>) {
+      copy(out, in, n);
+    } else {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) cpu::store(out[i], cpu::load(in[i]));
+    }
   }
 
  private:
+  // The stash holds the log-sum-exp in T, whatever Act is (Stage carves the Act buffers at
+  // even offsets: every size in a block is a multiple of B T).
+  static T* lse(Act* stash) {
+    KL_CHECK(reinterpret_cast<uintptr_t>(stash) % alignof(T) == 0, "attention stash misaligned for its log-sum-exp");
+    return reinterpret_cast<T*>(stash);
+  }
+
   cpu::Products products_;
   double loss_sum_ = 0.0;
 };
+
+// run.precision = bf16 on the CPU.
+using CpuBf16Backend = CpuBackend<float, cpu::bf16>;
 
 }  // namespace kl

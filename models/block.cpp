@@ -31,6 +31,7 @@ BlockDropout BlockDropout::make(const ModelConfig& m, uint64_t seed, int64_t ste
 }
 
 KL_INSTANTIATE_BLOCK(CpuBackend<float>)
+KL_INSTANTIATE_BLOCK(CpuBf16Backend)
 KL_INSTANTIATE_BLOCK(CpuBackend<double>)
 
 }  // namespace kl

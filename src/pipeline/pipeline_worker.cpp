@@ -12,6 +12,7 @@ namespace kl {
 namespace pipeline {
 
 KL_INSTANTIATE_STAGE_WORKER(CpuBackend<float>)
+KL_INSTANTIATE_STAGE_WORKER(CpuBf16Backend)
 
 }  // namespace pipeline
 
@@ -20,6 +21,12 @@ void check_backend(const Config& config) {
     if (config.run.precision == Precision::kBf16) {
       const std::string why = cpu::bf16_products_unavailable();
       if (!why.empty()) throw UserError("run.precision = bf16 with run.device = cpu: " + why);
+      // Attention keeps its fp32 log-sum-exp among the bf16 activations: at even offsets when the
+      // widths are even.
+      if (config.model.d_model % 2 != 0 || config.model.ff_width() % 2 != 0) {
+        throw UserError("run.precision = bf16 with run.device = cpu needs an even model.d_model and model.d_ff (got " +
+                        std::to_string(config.model.d_model) + " and " + std::to_string(config.model.ff_width()) + ")");
+      }
     }
     return;
   }
@@ -37,8 +44,10 @@ std::unique_ptr<Worker> make_worker(const Config& config, const TrainComms& comm
 #ifdef KL_HAVE_CUDA
   if (config.run.device == Device::kCuda) return cuda::make_worker(config, comms);
 #endif
-  const cpu::Products products = config.run.precision == Precision::kBf16 ? cpu::Products::kBf16 : cpu::Products::kExact;
-  return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBackend<float>>(products));
+  if (config.run.precision == Precision::kBf16) {
+    return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBf16Backend>());
+  }
+  return pipeline::make_stage_worker(config, comms, comms, std::make_unique<CpuBackend<float>>());
 }
 
 }  // namespace kl

@@ -26,6 +26,7 @@ StageLayout stage_layout(const Config& c, int stage) {
 }
 
 KL_INSTANTIATE_STAGE(CpuBackend<float>)
+KL_INSTANTIATE_STAGE(CpuBf16Backend)
 KL_INSTANTIATE_STAGE(CpuBackend<double>)
 
 }  // namespace kl::pipeline

@@ -1,5 +1,6 @@
-// The whole model as a one-stage pipeline on the CPU backend (src/pipeline/stage.h), with the
-// forward-backward calls the model-level tests make. Not a second walk: every call is the stage's.
+// The whole model as a one-stage pipeline on a CPU backend (src/pipeline/stage.h; CpuBackend<T> unless
+// given, e.g. CpuBf16Backend), with the forward-backward calls the model-level tests make. Not a
+// second walk: every call is the stage's.
 #pragma once
 
 #include <memory>
@@ -12,7 +13,7 @@
 
 namespace kl::test {
 
-template <class T>
+template <class T, class Backend = CpuBackend<T>>
 class WholeModel {
  public:
   WholeModel(const ModelConfig& config, int micro_batch, bool recompute)
@@ -24,6 +25,8 @@ class WholeModel {
   std::span<T> grads() { return stage_.grads(); }
   void init(uint64_t seed) { stage_.init(seed); }
   void zero_grads() { stage_.zero_grads(); }
+  // After params() were written: refreshes the copy the passes read (bf16 activations).
+  void params_changed() { stage_.params_changed(); }
   void skip_block(int layer) { stage_.skip_block(layer); }
   void collect(StreamStats* stats) { stage_.collect(stats); }
   VectorOps<T>& ops() { return ops_; }
@@ -53,9 +56,9 @@ class WholeModel {
     layout.ranges = {{0, config.layers}};
     return layout;
   }
-  CpuBackend<T> backend_;
-  BackendVectorOps<CpuBackend<T>> ops_{backend_};
-  pipeline::Stage<CpuBackend<T>> stage_;
+  Backend backend_;
+  BackendVectorOps<Backend> ops_{backend_};
+  pipeline::Stage<Backend> stage_;
   int last_B_ = 1;
 };
 

@@ -46,7 +46,10 @@ double sum_squares(const T* x, int64_t n) {
     // A simd reduction (lanes summed in an order fixed by the binary): a plain loop would be one
     // chain of dependent additions, float addition not being associative without -ffast-math.
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = range.begin; i < range.end; ++i) sum += double(x[i]) * double(x[i]);
+    for (int64_t i = range.begin; i < range.end; ++i) {
+      const double xi = load(x[i]);
+      sum += xi * xi;
+    }
     slots[thread] = sum;
   }
   double total = 0.0;
@@ -68,5 +71,6 @@ void scale(T* x, int64_t n, T factor) {
 KL_INSTANTIATE(float)
 KL_INSTANTIATE(double)
 #undef KL_INSTANTIATE
+template double sum_squares<bf16>(const bf16*, int64_t);
 
 }  // namespace kl::cpu

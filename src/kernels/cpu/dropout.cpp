@@ -12,12 +12,14 @@
 namespace kl::cpu {
 namespace {
 
-template <class T>
-void apply_mask(T* out, const T* inp, int B, int64_t row, double p, const DropoutKey& key) {
+// Out and In: float, double or bf16 (the arithmetic in compute_t<Out>).
+template <class Out, class In>
+void apply_mask(Out* out, const In* inp, int B, int64_t row, double p, const DropoutKey& key) {
+  using T = compute_t<Out>;
   if (p <= 0.0) {
-    if (out != inp) {
+    if (static_cast<const void*>(out) != static_cast<const void*>(inp)) {
 #pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < int64_t{B} * row; ++i) out[i] = inp[i];
+      for (int64_t i = 0; i < int64_t{B} * row; ++i) store(out[i], load(inp[i]));
     }
     return;
   }
@@ -26,49 +28,54 @@ void apply_mask(T* out, const T* inp, int B, int64_t row, double p, const Dropou
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < B; ++b) {
     const uint64_t stream = rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site);
-    const T* x = inp + int64_t{b} * row;
-    T* y = out + int64_t{b} * row;
+    const In* x = inp + int64_t{b} * row;
+    Out* y = out + int64_t{b} * row;
     // One hash per element rather than per four, so that the loop vectorises (AVX-512 has 64-bit
     // multiplies); the draws are the same.
 #pragma omp simd
-    for (int64_t e = 0; e < row; ++e) y[e] = rng::dropout_draw(stream, e) >= threshold ? x[e] * keep_scale : T(0);
+    for (int64_t e = 0; e < row; ++e) store(y[e], rng::dropout_draw(stream, e) >= threshold ? load(x[e]) * keep_scale : T(0));
   }
 }
 
 }  // namespace
 
-template <class T>
-void dropout_forward(T* out, const T* inp, int B, int64_t row, double p, const DropoutKey& key) {
+template <class Out, class In>
+void dropout_forward(Out* out, const In* inp, int B, int64_t row, double p, const DropoutKey& key) {
   apply_mask(out, inp, B, row, p, key);
 }
 
 // The mask is linear and diagonal, so its backward is the same masking of the incoming gradient.
-template <class T>
-void dropout_backward(T* dinp, const T* dout, int B, int64_t row, double p, const DropoutKey& key) {
+template <class Out, class In>
+void dropout_backward(Out* dinp, const In* dout, int B, int64_t row, double p, const DropoutKey& key) {
   apply_mask(dinp, dout, B, row, p, key);
 }
 
 // One uniform draw per sample decides its whole row: the branch is there or not. `gain` multiplies
 // every kept row too (the depth parametrisation's branch multiplier); p = 0 keeps every row.
-template <class T>
-void drop_path(T* x, int B, int64_t row, double p, const DropoutKey& key, double gain) {
+template <class A>
+void drop_path(A* x, int B, int64_t row, double p, const DropoutKey& key, double gain) {
+  using T = compute_t<A>;
   if (p <= 0.0 && gain == 1.0) return;
   const T keep_scale = T(gain / (1.0 - std::max(p, 0.0)));
   for (int b = 0; b < B; ++b) {
     const uint64_t stream = rng::dropout_stream(key.seed, key.step, key.first_sample + b, key.site);
     const T factor = p <= 0.0 || rng::drop_path_keeps(stream, p) ? keep_scale : T(0);
-    T* y = x + int64_t{b} * row;
+    A* y = x + int64_t{b} * row;
 #pragma omp parallel for schedule(static)
-    for (int64_t e = 0; e < row; ++e) y[e] *= factor;
+    for (int64_t e = 0; e < row; ++e) store(y[e], load(y[e]) * factor);
   }
 }
 
-#define KL_INSTANTIATE(T)                                                                   \
-  template void drop_path<T>(T*, int, int64_t, double, const DropoutKey&, double);         \
-  template void dropout_forward<T>(T*, const T*, int, int64_t, double, const DropoutKey&); \
-  template void dropout_backward<T>(T*, const T*, int, int64_t, double, const DropoutKey&);
-KL_INSTANTIATE(float)
-KL_INSTANTIATE(double)
+#define KL_INSTANTIATE(Out, In)                                                                         \
+  template void dropout_forward<Out, In>(Out*, const In*, int, int64_t, double, const DropoutKey&); \
+  template void dropout_backward<Out, In>(Out*, const In*, int, int64_t, double, const DropoutKey&);
+KL_INSTANTIATE(float, float)
+KL_INSTANTIATE(double, double)
+KL_INSTANTIATE(bf16, bf16)   // a bf16 branch
+KL_INSTANTIATE(bf16, float)  // the stream's gradient into a bf16 branch's
 #undef KL_INSTANTIATE
+template void drop_path<float>(float*, int, int64_t, double, const DropoutKey&, double);
+template void drop_path<double>(double*, int, int64_t, double, const DropoutKey&, double);
+template void drop_path<bf16>(bf16*, int, int64_t, double, const DropoutKey&, double);
 
 }  // namespace kl::cpu

@@ -4,15 +4,15 @@
 
 namespace kl::cpu {
 
-template <class T>
-void embedding_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_,
+template <class T, class W>
+void embedding_forward(T* out, const int32_t* tokens, const W* wte, const W* wpe, int B, int T_,
                        int C) {
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < int64_t{B} * T_; ++n) {
-    const T* te = wte + int64_t{tokens[n]} * C;
-    const T* pe = wpe + (n % T_) * C;
+    const W* te = wte + int64_t{tokens[n]} * C;
+    const W* pe = wpe + (n % T_) * C;
     T* y = out + n * C;
-    for (int c = 0; c < C; ++c) y[c] = te[c] + pe[c];
+    for (int c = 0; c < C; ++c) y[c] = load(te[c]) + load(pe[c]);
   }
 }
 
@@ -42,5 +42,6 @@ void embedding_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, 
 KL_INSTANTIATE(float)
 KL_INSTANTIATE(double)
 #undef KL_INSTANTIATE
+template void embedding_forward<float, bf16>(float*, const int32_t*, const bf16*, const bf16*, int, int, int);
 
 }  // namespace kl::cpu

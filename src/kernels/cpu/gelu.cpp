@@ -53,52 +53,57 @@ inline double gelu_slope(double x) {
 
 }  // namespace
 
-template <class T>
-void gelu_forward(T* out, const T* inp, int64_t n) {
+// A: the element type (float, double or bf16); the arithmetic is in compute_t<A>.
+template <class A>
+void gelu_forward(A* out, const A* inp, int64_t n) {
+  using T = compute_t<A>;
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = gelu(inp[i]);
+  for (int64_t i = 0; i < n; ++i) store(out[i], gelu(load(inp[i])));
 }
 
-template <class T>
-void gelu_backward(T* dinp, const T* inp, const T* dout, int64_t n) {
+template <class A>
+void gelu_backward(A* dinp, const A* inp, const A* dout, int64_t n) {
+  using T = compute_t<A>;
 #pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) dinp[i] = dout[i] * gelu_slope(inp[i]);
+  for (int64_t i = 0; i < n; ++i) store(dinp[i], load(dout[i]) * gelu_slope(load(inp[i])));
 }
 
-template <class T>
-void bias_gelu_forward(T* pre, T* out, const T* bias, int N, int O) {
+template <class A>
+void bias_gelu_forward(A* pre, A* out, const A* bias, int N, int O) {
+  using T = compute_t<A>;
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
-    T* pre_row = pre + int64_t{n} * O;
-    T* out_row = out + int64_t{n} * O;
+    A* pre_row = pre + int64_t{n} * O;
+    A* out_row = out + int64_t{n} * O;
 #pragma omp simd
     for (int o = 0; o < O; ++o) {
-      const T x = pre_row[o] + bias[o];
-      pre_row[o] = x;
-      out_row[o] = gelu(x);
+      store(pre_row[o], load(pre_row[o]) + load(bias[o]));
+      store(out_row[o], gelu(load(pre_row[o])));  // GELU reads the pre-activation as stored
     }
   }
 }
 
-template <class T>
-void gelu_backward_bias(T* dpre, T* dbias, const T* pre, const T* dout, int N, int O) {
+template <class A, class S>
+void gelu_backward_bias(A* dpre, S* dbias, const A* pre, const A* dout, int N, int O) {
+  using T = compute_t<A>;
   if (!dbias) return gelu_backward(dpre, pre, dout, int64_t{N} * O);
   // The bias gradient summed as linear_backward sums it (add_column_sums): the same bits, whatever
-  // the thread count. dpre may be dout.
+  // the thread count. dpre may be dout. With bf16 the sum is of the rounded gradient, as
+  // linear_backward would sum it.
   add_column_sums(dbias, N, O, [=](int64_t i) {
-    const T d = dout[i] * gelu_slope(pre[i]);
-    dpre[i] = d;
-    return d;
+    store(dpre[i], load(dout[i]) * gelu_slope(load(pre[i])));
+    return load(dpre[i]);
   });
 }
 
-#define KL_INSTANTIATE(T)                                                    \
-  template void gelu_forward<T>(T*, const T*, int64_t);                      \
-  template void gelu_backward<T>(T*, const T*, const T*, int64_t);           \
-  template void bias_gelu_forward<T>(T*, T*, const T*, int, int);            \
-  template void gelu_backward_bias<T>(T*, T*, const T*, const T*, int, int);
-KL_INSTANTIATE(float)
-KL_INSTANTIATE(double)
+#define KL_INSTANTIATE(A, S)                                                 \
+  template void gelu_forward<A>(A*, const A*, int64_t);                      \
+  template void gelu_backward<A>(A*, const A*, const A*, int64_t);           \
+  template void bias_gelu_forward<A>(A*, A*, const A*, int, int);            \
+  template void gelu_backward_bias<A, S>(A*, S*, const A*, const A*, int, int);
+KL_INSTANTIATE(float, float)
+KL_INSTANTIATE(double, double)
+KL_INSTANTIATE(bf16, float)
 #undef KL_INSTANTIATE
 
 }  // namespace kl::cpu

@@ -22,8 +22,8 @@ constexpr int kColumnBlock = 64;
 // columns (pointers already offset to the first), the rows added in order. The sums are kept in
 // local arrays (nothing for the compiler to guard against aliasing); without dbias its sums go to
 // the scratch array instead of a test inside the loop.
-template <class T>
-void add_parameter_gradients(T* dweight, T* dbias, const T* dout, const T* inp, const T* mean, const T* rstd,
+template <class T, class DOut>
+void add_parameter_gradients(T* dweight, T* dbias, const DOut* dout, const T* inp, const T* mean, const T* rstd,
                              int N, int C, int width) {
   T dw[kColumnBlock], db[kColumnBlock];
   for (int c = 0; c < width; ++c) {
@@ -32,12 +32,13 @@ void add_parameter_gradients(T* dweight, T* dbias, const T* dout, const T* inp, 
   }
   for (int n = 0; n < N; ++n) {
     const T* x = inp + int64_t{n} * C;
-    const T* dy = dout + int64_t{n} * C;
+    const DOut* dy = dout + int64_t{n} * C;
     const T m = mean[n], s = rstd[n];
 #pragma omp simd
     for (int c = 0; c < width; ++c) {
-      dw[c] += dy[c] * (x[c] - m) * s;
-      db[c] += dy[c];
+      const T d = load(dy[c]);
+      dw[c] += d * (x[c] - m) * s;
+      db[c] += d;
     }
   }
   for (int c = 0; c < width; ++c) {
@@ -48,13 +49,13 @@ void add_parameter_gradients(T* dweight, T* dbias, const T* dout, const T* inp, 
 
 }  // namespace
 
-template <class T>
-void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+template <class T, class Out, class W>
+void layernorm_forward(Out* out, T* mean, T* rstd, const T* inp, const W* weight, const W* bias,
                        int N, int C) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     const T* x = inp + int64_t{n} * C;
-    T* y = out + int64_t{n} * C;
+    Out* y = out + int64_t{n} * C;
     T sum = 0;
 #pragma omp simd reduction(+ : sum)
     for (int c = 0; c < C; ++c) sum += x[c];
@@ -64,15 +65,15 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
     for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
     const T s = T(1) / std::sqrt(var / C + T(kEps));
 #pragma omp simd
-    for (int c = 0; c < C; ++c) y[c] = (x[c] - m) * s * weight[c] + bias[c];
+    for (int c = 0; c < C; ++c) store(y[c], (x[c] - m) * s * load(weight[c]) + load(bias[c]));
     mean[n] = m;
     rstd[n] = s;
   }
 }
 
-template <class T>
-void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
-                        const T* weight, const T* mean, const T* rstd, int N, int C) {
+template <class T, class DOut, class W>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const DOut* dout, const T* inp,
+                        const W* weight, const T* mean, const T* rstd, int N, int C) {
 #pragma omp parallel
   {
     // Rows in parallel for the input gradient. No barrier after it: the parameter gradients below
@@ -80,13 +81,13 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 #pragma omp for schedule(static) nowait
     for (int n = 0; n < (dinp ? N : 0); ++n) {
       const T* x = inp + int64_t{n} * C;
-      const T* dy = dout + int64_t{n} * C;
+      const DOut* dy = dout + int64_t{n} * C;
       T* dx = dinp + int64_t{n} * C;
       const T m = mean[n], s = rstd[n];
       T dnorm_mean = 0, dnorm_norm_mean = 0;
 #pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
       for (int c = 0; c < C; ++c) {
-        const T dnorm = dy[c] * weight[c];
+        const T dnorm = load(dy[c]) * load(weight[c]);
         dnorm_mean += dnorm;
         dnorm_norm_mean += dnorm * (x[c] - m) * s;
       }
@@ -95,7 +96,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 #pragma omp simd
       for (int c = 0; c < C; ++c) {
         const T norm = (x[c] - m) * s;
-        dx[c] += (dy[c] * weight[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+        dx[c] += (load(dy[c]) * load(weight[c]) - dnorm_mean - norm * dnorm_norm_mean) * s;
       }
     }
     // Columns in parallel for the parameter gradients: each thread sums its channels over all rows,
@@ -111,12 +112,15 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   }
 }
 
-#define KL_INSTANTIATE(T)                                                                       \
-  template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);       \
-  template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,       \
-                                      const T*, int, int);
-KL_INSTANTIATE(float)
-KL_INSTANTIATE(double)
+// T: the stream; Out / DOut: the output and its gradient; W: the weight and bias.
+#define KL_INSTANTIATE(T, Out, W)                                                                               \
+  template void layernorm_forward<T, Out, W>(Out*, T*, T*, const T*, const W*, const W*, int, int);              \
+  template void layernorm_backward<T, Out, W>(T*, T*, T*, const Out*, const T*, const W*, const T*, const T*, int, \
+                                              int);
+KL_INSTANTIATE(float, float, float)
+KL_INSTANTIATE(double, double, double)
+KL_INSTANTIATE(float, bf16, bf16)   // pre-norm: the branch's input, a product's
+KL_INSTANTIATE(float, float, bf16)  // post-norm: the stream itself
 #undef KL_INSTANTIATE
 
 }  // namespace kl::cpu

@@ -140,6 +140,17 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   if (dbias) add_column_sums(dbias, N, O, [=](int64_t i) { return dout[i]; });
 }
 
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int I, int O) {
+  bf16_matmul(false, true, N, O, I, inp, I, weight, I, bias, 0.0f, out, O);
+}
+
+void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp, const bf16* weight,
+                     int N, int I, int O) {
+  if (dinp) bf16_matmul(false, false, N, I, O, dout, O, weight, I, nullptr, 0.0f, dinp, I);
+  if (dweight) bf16_matmul(true, false, O, I, N, dout, O, inp, I, nullptr, 1.0f, dweight, I);
+  if (dbias) add_column_sums(dbias, N, O, [=](int64_t i) { return load(dout[i]); });
+}
+
 #define KL_INSTANTIATE(T)                                                                 \
   template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int, Products);       \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, Products);

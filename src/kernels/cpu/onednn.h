@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "src/kernels/cpu/bf16.h"  // bf16, round_to_bf16 (what bf16_gemm's operands become)
+
 namespace kl::cpu {
 
 // Whether this build has oneDNN (CMake's KL_ONEDNN).
@@ -27,7 +29,11 @@ void bf16_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, 
 // Empty when bf16 products can run here, else why not (the CPU feature or build option missing).
 std::string bf16_products_unavailable();
 
-// x rounded to bf16 (nearest even) and back to fp32: what bf16_gemm's operands become.
-float round_to_bf16(float x);
+// Row-major C[m,n] = op(A) op(B) (+ bias[n]) + beta C on bf16 operands as stored (the CPU's bf16
+// activations), the products summed in fp32; C is fp32 or bf16 (rounded once, after the bias);
+// beta is 0, or 1 for an fp32 C. bias may be null. Called outside parallel regions.
+template <class C>
+void bf16_matmul(bool trans_a, bool trans_b, int m, int n, int k, const bf16* a, int lda, const bf16* b, int ldb,
+                 const bf16* bias, float beta, C* c, int ldc);
 
 }  // namespace kl::cpu
