@@ -19,9 +19,7 @@
 //        statistics, losses.
 // On the CPU Act is T, or bf16 (cpu::bf16, src/kernels/cpu/bf16.h): its kernels then read bf16,
 // compute in float and round what they write. An op's signature says which type each argument has,
-// so the walk is typed once for every backend. (CpuBackend<float> constructed with
-// cpu::Products::kBf16 keeps fp32 activations and rounds a product's operands inside it:
-// bench/ab_builds.sh's peer for the bf16 activations.)
+// so the walk is typed once for every backend.
 //
 // Memory: Buffer<U> owns `n` zeroed elements in the backend's memory (alloc<U>(n)); pointers into
 // it are only dereferenced by the backend's own ops. HostBuffer<U> (alloc_host<U>(n)) is host memory
@@ -53,8 +51,6 @@ class CpuBackend {
   using Buffer = std::vector<U>;
   template <class U>
   using HostBuffer = std::vector<U>;
-
-  explicit CpuBackend(cpu::Products products = cpu::Products::kExact) : products_(products) {}
 
   template <class U>
   Buffer<U> alloc(int64_t n) const {
@@ -95,25 +91,16 @@ class CpuBackend {
   }
   std::string describe() const {
     if (kBf16Act) return "CPU (bf16 activations and products, fp32 sums, master weights and stream)";
-    if (products_ == cpu::Products::kBf16) return "CPU (bf16 products, fp32 sums and storage)";
     return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)";
   }
 
   // --- the model's ops (src/kernels/cpu/ops.h has their contracts) ---
   void linear_forward(Act* out, const Act* inp, const Act* w, const Act* b, int N, int I, int O) const {
-    if constexpr (kBf16Act) {
-      cpu::linear_forward(out, inp, w, b, N, I, O);
-    } else {
-      cpu::linear_forward(out, inp, w, b, N, I, O, products_);
-    }
+    cpu::linear_forward(out, inp, w, b, N, I, O);
   }
   void linear_backward(Act* dinp, Acc* dw, Acc* db, const Act* dout, const Act* inp, const Act* w, int N, int I,
                        int O) const {
-    if constexpr (kBf16Act) {
-      cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O);
-    } else {
-      cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O, products_);
-    }
+    cpu::linear_backward(dinp, dw, db, dout, inp, w, N, I, O);
   }
   template <class Out>
   void layernorm_forward(Out* out, Acc* mean, Acc* rstd, const Acc* inp, const Act* w, const Act* b, int N,
@@ -151,7 +138,7 @@ class CpuBackend {
       cpu::linear_forward(pre, inp, w, b, N, I, O);
       cpu::gelu_forward(out, static_cast<const Act*>(pre), int64_t{N} * O);
     } else {
-      cpu::linear_forward(pre, inp, w, static_cast<const T*>(nullptr), N, I, O, products_);
+      cpu::linear_forward(pre, inp, w, static_cast<const T*>(nullptr), N, I, O);
       cpu::bias_gelu_forward(pre, out, b, N, O);
     }
   }
@@ -248,7 +235,6 @@ class CpuBackend {
     return reinterpret_cast<T*>(stash);
   }
 
-  cpu::Products products_;
   double loss_sum_ = 0.0;
 };
 

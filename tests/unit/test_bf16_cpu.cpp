@@ -95,8 +95,9 @@ TEST(Bf16Cpu, KeepsNansAndInfinities) {
   EXPECT_EQ(cpu::round_to_bf16(std::numeric_limits<float>::max()), std::numeric_limits<float>::infinity());
 }
 
-// Every transposition, leading dimensions wider than the rows, beta 0 (C never read) and 1.
-TEST(Bf16Cpu, GemmSumsTheRoundedOperandsInFp32) {
+// bf16_matmul with an fp32 C: every transposition, leading dimensions wider than the rows, beta 0
+// (C never read) and 1; the products of the bf16 values summed in fp32.
+TEST(Bf16Cpu, MatmulSumsTheBf16OperandsInFp32) {
   KL_SKIP_WITHOUT_BF16();
   for (int ta = 0; ta < 2; ++ta) {
     for (int tb = 0; tb < 2; ++tb) {
@@ -108,7 +109,8 @@ TEST(Bf16Cpu, GemmSumsTheRoundedOperandsInFp32) {
         auto c = values(size_t(m) * ldc, 3);
         if (beta == 0.0f) std::fill(c.begin(), c.end(), NAN);
         const auto before = c;
-        cpu::bf16_gemm(ta, tb, m, n, k, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        const std::vector<cpu::bf16> a16(a.begin(), a.end()), b16(b.begin(), b.end());
+        cpu::bf16_matmul(ta, tb, m, n, k, a16.data(), lda, b16.data(), ldb, nullptr, beta, c.data(), ldc);
         double worst_rounded = 0, worst_exact = 0;
         for (int i = 0; i < m; ++i) {
           for (int j = 0; j < n; ++j) {
@@ -134,70 +136,6 @@ TEST(Bf16Cpu, GemmSumsTheRoundedOperandsInFp32) {
       }
     }
   }
-}
-
-// The Linear layer with bf16 products against fp32: within bf16's relative tolerance, and the same
-// bits on a second run.
-TEST(Bf16Cpu, LinearWithinBf16ToleranceAndRepeatable) {
-  KL_SKIP_WITHOUT_BF16();
-  const int N = 256, I = 128, O = 96;
-  const auto inp = values(size_t(N) * I, 4), w = values(size_t(O) * I, 5), b = values(O, 6), dout = values(size_t(N) * O, 7);
-  auto run = [&](cpu::Products products) {
-    std::vector<float> out(size_t(N) * O), dinp(size_t(N) * I), dw(size_t(O) * I, 0.5f), db(O, 0.0f);
-    cpu::linear_forward(out.data(), inp.data(), w.data(), b.data(), N, I, O, products);
-    cpu::linear_backward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(), w.data(), N, I, O, products);
-    return std::vector<std::vector<float>>{out, dinp, dw, db};
-  };
-  const auto exact = run(cpu::Products::kExact), bf16 = run(cpu::Products::kBf16), again = run(cpu::Products::kBf16);
-  const char* names[] = {"out", "dinp", "dweight", "dbias"};
-  for (size_t t = 0; t < exact.size(); ++t) {
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < exact[t].size(); ++i) {
-      worst = std::max(worst, double(std::fabs(exact[t][i] - bf16[t][i])));
-      scale = std::max(scale, double(std::fabs(exact[t][i])));
-      ASSERT_EQ(bf16[t][i], again[t][i]) << names[t] << " differs between two runs at " << i;
-    }
-    EXPECT_LT(worst / scale, 2e-2) << names[t];  // a few bf16 ulps (2^-8) of the largest value
-  }
-}
-
-// bf16_gemm's a_unchanged: the staged copy of A is used again only for the same matrix. The weight
-// gradient that linear_backward computes after the input gradient (reusing dY's bf16 copy) has the
-// bits of one computed alone (dinp null: dY staged afresh).
-TEST(Bf16Cpu, ReusesTheStagedOperandOnlyForTheSameMatrix) {
-  KL_SKIP_WITHOUT_BF16();
-  const int m = 33, n = 20, k = 70;
-  auto a = values(size_t(m) * k, 8);
-  const auto b = values(size_t(k) * n, 9);
-  auto fresh = [&](const std::vector<float>& from, int rows) {  // A copied elsewhere: staged anew
-    const std::vector<float> copy(from.begin(), from.begin() + size_t(rows) * k);
-    std::vector<float> c(size_t(rows) * n);
-    cpu::bf16_gemm(false, false, rows, n, k, copy.data(), k, b.data(), n, 0.0f, c.data(), n);
-    return c;
-  };
-  std::vector<float> c(size_t(m) * n);
-  cpu::bf16_gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
-  // A changed in place and not promised unchanged: staged again.
-  for (float& x : a) x = -2.0f * x;
-  cpu::bf16_gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n);
-  EXPECT_EQ(c, fresh(a, m));
-  // Promised unchanged, the same matrix: the same result from the kept copy.
-  std::fill(c.begin(), c.end(), 0.0f);
-  cpu::bf16_gemm(false, false, m, n, k, a.data(), k, b.data(), n, 0.0f, c.data(), n, true);
-  EXPECT_EQ(c, fresh(a, m));
-  // Promised unchanged but another matrix (A without its first row: another pointer): staged again.
-  cpu::bf16_gemm(false, false, m - 1, n, k, a.data() + k, k, b.data(), n, 0.0f, c.data(), n, true);
-  const std::vector<float> rest(a.begin() + k, a.end());
-  EXPECT_EQ(std::vector<float>(c.begin(), c.begin() + size_t(m - 1) * n), fresh(rest, m - 1));
-
-  const int N = 64, I = 48, O = 40;
-  const auto inp = values(size_t(N) * I, 10), w = values(size_t(O) * I, 11), dout = values(size_t(N) * O, 12);
-  std::vector<float> dinp(size_t(N) * I), dw_both(size_t(O) * I, 0.25f), dw_alone = dw_both;
-  cpu::linear_backward<float>(dinp.data(), dw_both.data(), nullptr, dout.data(), inp.data(), w.data(), N, I, O,
-                       cpu::Products::kBf16);
-  cpu::linear_backward<float>(nullptr, dw_alone.data(), nullptr, dout.data(), inp.data(), w.data(), N, I, O,
-                              cpu::Products::kBf16);
-  EXPECT_EQ(dw_both, dw_alone);
 }
 
 // --- bf16 activations ---
@@ -348,7 +286,7 @@ TEST(Bf16Activations, AttentionIsTheFloatKernelRoundedOnce) {
 }
 
 // The Linear layer on bf16 activations: each product against a long-double sum of the same bf16
-// values (out rounded once, after the bias), the parameter gradients in fp32.
+// values (out rounded once, after the bias), the parameter gradients in fp32; repeatable bit for bit.
 TEST(Bf16Activations, LinearAgainstLongDouble) {
   KL_SKIP_WITHOUT_BF16();
   const int N = 37, I = 24, O = 20;
@@ -382,6 +320,15 @@ TEST(Bf16Activations, LinearAgainstLongDouble) {
     for (int n = 0; n < N; ++n) bias_sum += dout[size_t(n) * O + o];
     want_db[o] = float(bias_sum);
   }
+  // And the same bits a second time (oneDNN's sums are in a fixed order for a fixed thread count).
+  std::vector<cpu::bf16> out2(out.size()), dinp2(dinp.size());
+  std::vector<float> dw2(size_t(O) * I, 0.5f), db2(O, 0.25f);
+  cpu::linear_forward(out2.data(), inpb.data(), wb.data(), bb.data(), N, I, O);
+  cpu::linear_backward(dinp2.data(), dw2.data(), db2.data(), doutb.data(), inpb.data(), wb.data(), N, I, O);
+  EXPECT_EQ(widen(out2), widen(out));
+  EXPECT_EQ(widen(dinp2), widen(dinp));
+  EXPECT_EQ(dw2, dw);
+  EXPECT_EQ(db2, db);
   expect_rounded_once(widen(out), want_out, "linear out");
   expect_rounded_once(widen(dinp), want_dinp, "linear dinp");
   EXPECT_LT(relative_gap(dw, want_dw), 1e-5);

@@ -6,8 +6,6 @@
 #include <cblas.h>
 #endif
 
-#include <type_traits>
-
 #include "src/kernels/cpu/onednn.h"
 #include "src/kernels/cpu/ops.h"
 #include "src/kernels/cpu/parallel.h"
@@ -99,26 +97,8 @@ void gemm<double>(bool trans_a, bool trans_b, int m, int n, int k, double alpha,
 }
 #endif
 
-namespace {
-
-// C = op(A) op(B) + beta C (beta 0 or 1) with the Linear layer's kind of products. a_unchanged: A
-// is the previous product's A, unchanged since (bf16_gemm then need not round it again).
 template <class T>
-void product(Products products, bool trans_a, bool trans_b, int m, int n, int k, const T* a, int lda, const T* b,
-             int ldb, T beta, T* c, int ldc, bool a_unchanged = false) {
-  if (products == Products::kExact) {
-    gemm<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
-  } else if constexpr (std::is_same_v<T, float>) {
-    bf16_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc, a_unchanged);
-  } else {
-    KL_CHECK(false, "bf16 products exist for float only");
-  }
-}
-
-}  // namespace
-
-template <class T>
-void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O, Products products) {
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O) {
   T beta = 0;
   if (bias) {
 #pragma omp parallel for schedule(static)
@@ -127,15 +107,14 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N,
     }
     beta = 1;
   }
-  product<T>(products, false, true, N, O, I, inp, I, weight, I, beta, out, O);
+  gemm<T>(false, true, N, O, I, T(1), inp, I, weight, I, beta, out, O);
 }
 
 template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int N, int I, int O, Products products) {
-  if (dinp) product<T>(products, false, false, N, I, O, dout, O, weight, I, T(0), dinp, I);
-  // dY is A of both products, stored alike: the weight product reuses the input product's bf16 copy.
-  if (dweight) product<T>(products, true, false, O, I, N, dout, O, inp, I, T(1), dweight, I, dinp != nullptr);
+                     int N, int I, int O) {
+  if (dinp) gemm<T>(false, false, N, I, O, T(1), dout, O, weight, I, T(0), dinp, I);
+  if (dweight) gemm<T>(true, false, O, I, N, T(1), dout, O, inp, I, T(1), dweight, I);
   // Summed by row blocks in a fixed order (add_column_sums), as GELU's fused bias sum: deterministic.
   if (dbias) add_column_sums(dbias, N, O, [=](int64_t i) { return dout[i]; });
 }
@@ -152,8 +131,8 @@ void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout,
 }
 
 #define KL_INSTANTIATE(T)                                                                 \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int, Products);       \
-  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int, Products);
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int);       \
+  template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);
 KL_INSTANTIATE(float)
 KL_INSTANTIATE(double)
 #undef KL_INSTANTIATE

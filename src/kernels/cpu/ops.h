@@ -38,19 +38,14 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, int lda, const T* b,
           int ldb, T beta, T* c, int ldc);
 
-// What a Linear layer's products read: the fp32 (or fp64) operands themselves, or the operands
-// rounded to bf16 with the products summed in fp32 (run.precision = bf16 on the CPU, float only).
-enum class Products { kExact, kBf16 };
-
 // out[N,O] = inp[N,I] W[O,I]^T + bias[O]   (bias may be null)
 template <class T>
-void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O,
-                    Products products = Products::kExact);
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int I, int O);
 // dinp = dout W;  dweight += dout^T inp;  dbias += colsum(dout)   (each may be null: the input
 // and the weight halves run apart in the zero-bubble pipeline schedule)
 template <class T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int N, int I, int O, Products products = Products::kExact);
+                     int N, int I, int O);
 // The same on bf16 activations and a bf16 copy of the weights (oneDNN's bf16 matmul, fp32 sums):
 // out is rounded once, after the bias; the parameter gradients are fp32.
 void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N, int I, int O);
