@@ -126,7 +126,7 @@ class CpuBackend {
   }
   void attention_backward(Act* dqkv, Act* /*scratch*/, const Act* dout, const Act* qkv, const Act* out,
                           const Act* stash, int B, int T_, int C, int NH) const {
-    cpu::attention_backward(dqkv, dout, qkv, out, lse(const_cast<Act*>(stash)), B, T_, C, NH);
+    cpu::attention_backward(dqkv, dout, qkv, out, lse(stash), B, T_, C, NH);
   }
   // The MLP's fc layer and its GELU: pre = inp W^T + b [N,O] (kept for the backward pass), out =
   // gelu(pre). Here the product writes pre without the bias, and one pass over it adds the bias and
@@ -230,9 +230,11 @@ class CpuBackend {
  private:
   // The stash holds the log-sum-exp in T, whatever Act is (Stage carves the Act buffers at
   // even offsets: every size in a block is a multiple of B T).
-  static T* lse(Act* stash) {
+  template <class Stash>
+  static auto* lse(Stash* stash) {
     KL_CHECK(reinterpret_cast<uintptr_t>(stash) % alignof(T) == 0, "attention stash misaligned for its log-sum-exp");
-    return reinterpret_cast<T*>(stash);
+    using Lse = std::conditional_t<std::is_const_v<Stash>, const T, T>;
+    return reinterpret_cast<Lse*>(stash);
   }
 
   double loss_sum_ = 0.0;

@@ -109,24 +109,39 @@ double all_gather_time(double bytes, int n, double bandwidth, double latency) {
   return reduce_scatter_time(bytes, n, bandwidth, latency);
 }
 
-AttentionExtra attention_probs_extra(const ModelConfig& m, int micro_batch) {
-  // CudaBackend (src/cuda/backend.h) keeps B NH T^2 and as much scratch; the CPU backend its own.
-  using Cpu = CpuBackend<float>;
-  const BlockShape s = block_shape(m, micro_batch);
-  const double probs = double(s.B) * s.NH * double(s.T) * s.T;
-  return {probs - double(Cpu::attention_stash_elems(s.B, s.T, s.NH)),
-          probs - double(Cpu::attention_scratch_elems(s.B, s.T, s.NH))};
+namespace {
+
+// The CPU backend of a precision: its element counts are the Stage's (Act elements 2 bytes in bf16,
+// where its attention keeps each log-sum-exp in two of them).
+template <class F>
+auto with_cpu_backend(Precision precision, F&& f) {
+  return precision == Precision::kBf16 ? f(CpuBf16Backend{}) : f(CpuBackend<float>{});
 }
 
-ActivationBytes activation_bytes(const ModelConfig& m, int micro_batch, Precision precision, bool recompute,
-                                 bool split, bool attention_keeps_probs) {
+}  // namespace
+
+AttentionExtra attention_probs_extra(const ModelConfig& m, int micro_batch, Precision precision) {
+  // CudaBackend (src/cuda/backend.h) keeps B NH T^2 and as much scratch; the CPU backend its own.
+  return with_cpu_backend(precision, [&](auto cpu) {
+    using Cpu = decltype(cpu);
+    const BlockShape s = block_shape(m, micro_batch);
+    const double probs = double(s.B) * s.NH * double(s.T) * s.T;
+    return AttentionExtra{probs - double(Cpu::attention_stash_elems(s.B, s.T, s.NH)),
+                          probs - double(Cpu::attention_scratch_elems(s.B, s.T, s.NH))};
+  });
+}
+
+namespace {
+
+template <class Cpu>
+ActivationBytes activation_bytes_of(const ModelConfig& m, int micro_batch, Precision precision, bool recompute,
+                                    bool split, bool attention_keeps_probs) {
   // Element counts as the Stage carves them (src/pipeline/stage_impl.h); Act elements are 2 bytes
   // in bf16, Acc always 4.
-  using Cpu = CpuBackend<float>;
   const BlockShape s = block_shape(m, micro_batch);
   const double act = precision == Precision::kBf16 ? 2.0 : 4.0, acc = 4.0;
   auto bytes = [&](const Sizes& z) { return double(z.act) * act + double(z.acc) * acc; };
-  const AttentionExtra extra = attention_keeps_probs ? attention_probs_extra(m, micro_batch) : AttentionExtra{};
+  const AttentionExtra extra = attention_keeps_probs ? attention_probs_extra(m, micro_batch, precision) : AttentionExtra{};
   const double block = bytes(BlockActivations<Cpu>::size(s)) + extra.stash * act;
   const double N = double(s.tokens()), NC = N * s.C, V = m.padded_vocab();
   ActivationBytes a;
@@ -138,6 +153,16 @@ ActivationBytes activation_bytes(const ModelConfig& m, int micro_batch, Precisio
   a.embed_grad = split ? NC * acc : 0.0;
   a.shared = bytes(BlockScratch<Cpu>::size(s)) + extra.scratch * act + NC * acc + (recompute ? block : 0.0);
   return a;
+}
+
+}  // namespace
+
+ActivationBytes activation_bytes(const ModelConfig& m, int micro_batch, Precision precision, bool recompute,
+                                 bool split, bool attention_keeps_probs) {
+  return with_cpu_backend(precision, [&](auto cpu) {
+    using Cpu = decltype(cpu);
+    return activation_bytes_of<Cpu>(m, micro_batch, precision, recompute, split, attention_keeps_probs);
+  });
 }
 
 }  // namespace kl::plan

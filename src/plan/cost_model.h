@@ -94,6 +94,6 @@ ActivationBytes activation_bytes(const ModelConfig& model, int micro_batch, Prec
 struct AttentionExtra {
   double stash = 0, scratch = 0;
 };
-AttentionExtra attention_probs_extra(const ModelConfig& model, int micro_batch);
+AttentionExtra attention_probs_extra(const ModelConfig& model, int micro_batch, Precision precision);
 
 }  // namespace kl::plan

@@ -114,7 +114,7 @@ Prediction predict(const Model& model, const Layout& l, const std::vector<pipeli
   if (model.calibrated_block_bytes && !split) {
     // The measured bytes per block (no recomputation) stand in for the formula's. They were
     // measured on the CPU backend, whose attention keeps no softmax: a GPU's is added.
-    const double probs = hw.attention_keeps_probs ? attention_probs_extra(m, l.micro_batch).stash : 0.0;
+    const double probs = hw.attention_keeps_probs ? attention_probs_extra(m, l.micro_batch, c.run.precision).stash : 0.0;
     const double measured = *model.calibrated_block_bytes * l.micro_batch / model.calibrated_micro_batch +
                             probs * (c.run.precision == Precision::kBf16 ? 2.0 : 4.0);
     const double stream = double(l.micro_batch) * m.seq_len * m.d_model * 4.0;

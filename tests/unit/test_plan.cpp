@@ -226,34 +226,45 @@ Model cpu_model(const ModelConfig& m, int global_batch, int micro_batch) {
 }
 
 // The predicted activation memory of each stage is the schedule's buffer count times what the
-// real Stage allocates per buffer for that stage's chunks (src/pipeline/stage_impl.h).
+// real Stage allocates per buffer for that stage's chunks (src/pipeline/stage_impl.h), in fp32 and
+// with the CPU's bf16 activations.
 TEST(PlanMemory, ActivationsMatchTheStagesAllocation) {
-  struct Case {
-    int pp, virtual_chunks;
-    ScheduleKind schedule;
-    Recompute recompute;
-  };
-  for (const Case& k : {Case{2, 1, ScheduleKind::k1F1B, Recompute::kNone}, Case{3, 1, ScheduleKind::kGPipe, Recompute::kNone},
-                        Case{2, 1, ScheduleKind::kZB1, Recompute::kNone}, Case{2, 1, ScheduleKind::k1F1B, Recompute::kBlock},
-                        Case{2, 2, ScheduleKind::kInterleaved, Recompute::kNone}, Case{1, 1, ScheduleKind::k1F1B, Recompute::kNone}}) {
-    SCOPED_TRACE(std::string(name_of(k.schedule)) + " pp=" + std::to_string(k.pp));
-    Model model = cpu_model(small_model(), 8, 2);
-    model.hardware.attention_keeps_probs = false;  // the CPU Stage's flash-style attention
-    const Layout layout{1, k.pp, k.schedule, k.virtual_chunks, 2, 4, k.recompute, 0};
-    const Prediction p = predict(model, layout);
-    Config c = model.config;
-    c.parallel.pp = k.pp;
-    c.parallel.virtual_chunks = k.virtual_chunks;
-    const auto lists = make_schedules(k.schedule, k.pp, 4, k.virtual_chunks);
-    for (int s = 0; s < k.pp; ++s) {
-      CpuBackend<float> backend;
-      const pipeline::Stage<CpuBackend<float>> stage(backend, c.model, pipeline::stage_layout(c, s), 2,
-                                                     lists[static_cast<size_t>(s)].buffers,
-                                                     k.recompute == Recompute::kBlock,
-                                                     k.schedule == ScheduleKind::kZB1, 1);
-      EXPECT_DOUBLE_EQ(p.memory[static_cast<size_t>(s)].activations,
-                       double(lists[static_cast<size_t>(s)].buffers) * double(stage.buffer_bytes()))
-          << "stage " << s;
+  for (const Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    SCOPED_TRACE(name_of(precision));
+    const auto check = [&](auto backend) {
+      using Backend = decltype(backend);
+      struct Case {
+        int pp, virtual_chunks;
+        ScheduleKind schedule;
+        Recompute recompute;
+      };
+      for (const Case& k : {Case{2, 1, ScheduleKind::k1F1B, Recompute::kNone}, Case{3, 1, ScheduleKind::kGPipe, Recompute::kNone},
+                            Case{2, 1, ScheduleKind::kZB1, Recompute::kNone}, Case{2, 1, ScheduleKind::k1F1B, Recompute::kBlock},
+                            Case{2, 2, ScheduleKind::kInterleaved, Recompute::kNone}, Case{1, 1, ScheduleKind::k1F1B, Recompute::kNone}}) {
+        SCOPED_TRACE(std::string(name_of(k.schedule)) + " pp=" + std::to_string(k.pp));
+        Model model = cpu_model(small_model(), 8, 2);
+        model.hardware.attention_keeps_probs = false;  // the CPU Stage's flash-style attention
+        model.config.run.precision = precision;
+        const Layout layout{1, k.pp, k.schedule, k.virtual_chunks, 2, 4, k.recompute, 0};
+        const Prediction p = predict(model, layout);
+        Config c = model.config;
+        c.parallel.pp = k.pp;
+        c.parallel.virtual_chunks = k.virtual_chunks;
+        const auto lists = make_schedules(k.schedule, k.pp, 4, k.virtual_chunks);
+        for (int s = 0; s < k.pp; ++s) {
+          const pipeline::Stage<Backend> stage(backend, c.model, pipeline::stage_layout(c, s), 2,
+                                               lists[static_cast<size_t>(s)].buffers, k.recompute == Recompute::kBlock,
+                                               k.schedule == ScheduleKind::kZB1, 1);
+          EXPECT_DOUBLE_EQ(p.memory[static_cast<size_t>(s)].activations,
+                           double(lists[static_cast<size_t>(s)].buffers) * double(stage.buffer_bytes()))
+              << "stage " << s;
+        }
+      }
+    };
+    if (precision == Precision::kBf16) {
+      check(CpuBf16Backend{});
+    } else {
+      check(CpuBackend<float>{});
     }
   }
 }
