@@ -69,6 +69,28 @@ TEST(Bf16Cpu, AvailabilityFollowsTheCpuFlag) {
   }
 }
 
+// Attention's fp32 log-sum-exp sits among the bf16 activations, aligned only when the widths are
+// even: an odd d_model or d_ff is refused at startup, naming both.
+TEST(Bf16Cpu, RefusesOddWidths) {
+  KL_SKIP_WITHOUT_BF16();
+  for (const auto& [d_model, d_ff] : {std::pair{9, 0}, std::pair{8, 33}}) {
+    Config c;
+    c.run.precision = Precision::kBf16;
+    c.model.d_model = d_model;
+    c.model.heads = 1;
+    c.model.d_ff = d_ff;
+    try {
+      check_backend(c);
+      ADD_FAILURE() << "d_model " << d_model << " d_ff " << d_ff << " accepted";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("even model.d_model and model.d_ff (got " + std::to_string(d_model) + " and " +
+                                           std::to_string(c.model.ff_width()) + ")"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(Bf16Cpu, RoundsToNearestEven) {
   EXPECT_EQ(cpu::round_to_bf16(1.0f), 1.0f);
   EXPECT_EQ(cpu::round_to_bf16(1.0f + 1.0f / 256), 1.0f);               // halfway: to even (1.0)
