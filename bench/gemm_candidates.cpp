@@ -72,10 +72,11 @@ void xsmm(const Shape& s, const float* a, const float* b, float* c) {
 
 // oneDNN's matmul primitive, created once per shape (as a library would cache it). bf16: the fp32
 // operands are rounded to bf16 first, the product is accumulated and written in fp32. kBf16 counts
-// the rounding in the time (the model stores fp32, and kilolayer's staging is this same plain
-// loop). kBf16Prestaged and kBf16PackedA time the primitive alone, on operands rounded once: A as
-// stored (read transposed when ta, as kilolayer stages it), or op(A) packed row-major [m, k] (tried
-// for kilolayer's weight-gradient products and not kept: docs/performance.md, bf16 on the CPU).
+// the rounding in the time (what kilolayer's bf16 did until it kept bf16 activations: this same
+// plain loop). kBf16Prestaged and kBf16PackedA time the primitive alone, on operands rounded once,
+// which is what kilolayer's bf16 activations give it: A as stored (read transposed when ta), or
+// op(A) packed row-major [m, k] (tried for the weight-gradient products and not kept:
+// docs/performance.md, bf16 on the CPU).
 enum class Mode { kF32, kBf16, kBf16Prestaged, kBf16PackedA };
 
 class OnednnMatmul {

@@ -1,6 +1,6 @@
 // oneDNN products (src/kernels/cpu/onednn.h). The bf16 path keeps one matmul primitive per shape
-// (created on first use, on the calling thread) and two growing bf16 staging buffers: after the
-// first step nothing is allocated.
+// (created on first use, on the calling thread) with its memory objects: after the first step
+// nothing is allocated.
 #include "src/kernels/cpu/onednn.h"
 
 #include <cpuid.h>
