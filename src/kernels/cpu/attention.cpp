@@ -19,6 +19,11 @@
 // T = 128 each query tile takes one product, as the full-matrix kernel did; the backward pass reads
 // a narrow key tile against many queries (kBackwardQueries), the shape of its dK, dV sums. Only the
 // diagonal tile's masked triangle is computed and thrown away.
+//
+// bf16 activations (attention_*<bf16>): each head's q, k, v (and dO, O) are read into per-thread
+// float tiles [T, 3 hs] (and [T, hs]), the float kernel runs on them (forward_head, backward_head),
+// and what it writes is rounded once: the output, and dq, dk, dv summed in a float tile first. The
+// log-sum-exp stays float.
 #include <algorithm>
 #include <cmath>
 #include <limits>
