@@ -32,6 +32,7 @@
 
 #include "src/kernels/cpu/fast_exp.h"
 #include "src/kernels/cpu/ops.h"
+#include "src/kernels/cpu/parallel.h"
 
 namespace kl::cpu {
 namespace {
@@ -59,14 +60,6 @@ Head<Q> head(Q* qkv, int bh, int T_, int C, int NH) {
 inline float exp_shifted(float x) { return exp_nonpositive(x); }
 inline double exp_shifted(double x) { return std::exp(x); }
 
-// This thread's scratch of at least n elements (grown, never shrunk); Tag tells buffers apart.
-template <class T, int Tag = 0>
-T* thread_scratch(size_t n) {
-  thread_local std::vector<T> buffer;
-  if (buffer.size() < n) buffer.resize(n);
-  return buffer.data();
-}
-
 // One (b, h) pair's operands: q [T, hs] with leading dimension ld, k = q + kv, v = q + 2 kv (the
 // same leading dimension); y, and dy in the backward pass, [T, hs] with leading dimension ldy.
 template <class T>
@@ -82,7 +75,7 @@ void forward_head(const HeadView<T>& x, T* y_all, T* lse) {
   const int T_ = x.T_, hs = x.hs;
   const int64_t ld = x.ld, ldy = x.ldy;
   const T scale = T(1) / std::sqrt(T(hs));
-  T* s = thread_scratch<T>(size_t{kForwardQueries} * (kForwardKeys + 2));
+  T* s = thread_buffer<T, Scratch::kAttentionTiles>(int64_t{kForwardQueries} * (kForwardKeys + 2));
   T* row_max = s + kForwardQueries * kForwardKeys;
   T* row_sum = row_max + kForwardQueries;
   const T* k = x.q + x.kv;
@@ -135,7 +128,7 @@ void backward_head(const HeadView<T>& x, const T* dy, const T* y, const T* row_l
   const int T_ = x.T_, hs = x.hs;
   const int64_t ld = x.ld, ldy = x.ldy;
   const T scale = T(1) / std::sqrt(T(hs));
-  T* p = thread_scratch<T>(size_t{2} * kBackwardQueries * kBackwardKeys + size_t(T_));
+  T* p = thread_buffer<T, Scratch::kAttentionTiles>(int64_t{2} * kBackwardQueries * kBackwardKeys + T_);
   T* ds = p + kBackwardQueries * kBackwardKeys;
   T* delta = ds + kBackwardQueries * kBackwardKeys;  // D_i = rowsum(dO_i * O_i)
   const T* k = x.q + x.kv;
@@ -187,9 +180,9 @@ void copy_tile(To* to, int64_t ld_to, const From* from, int64_t ld_from, int row
 }
 
 // A bf16 head's q, k, v as a float tile [T, 3 hs]: q | k | v side by side.
-template <class T, class A, int Tag>
+template <class T, class A>
 HeadView<T> float_head(const A* q, int T_, int C, int hs) {
-  T* tile = thread_scratch<T, Tag>(size_t(T_) * 3 * hs);
+  T* tile = thread_buffer<T, Scratch::kAttentionQkv>(int64_t{T_} * 3 * hs);
   for (int part = 0; part < 3; ++part) copy_tile(tile + part * hs, 3 * hs, q + int64_t{part} * C, 3 * C, T_, hs);
   return {tile, 3 * hs, hs, hs, T_, hs};
 }
@@ -207,8 +200,8 @@ void attention_forward(A* out, compute_t<A>* lse, const A* qkv, int B, int T_, i
       forward_head<T>({x.q, 3 * C, C, C, T_, hs}, out + x.out_offset, lse + x.lse_offset);
     } else {
       // bf16: this head's operands read into float tiles, its output rounded once at the end.
-      const HeadView<T> h = float_head<T, A, 1>(x.q, T_, C, hs);
-      T* y = thread_scratch<T, 2>(size_t(T_) * hs);
+      const HeadView<T> h = float_head<T>(x.q, T_, C, hs);
+      T* y = thread_buffer<T, Scratch::kAttentionOut>(int64_t{T_} * hs);
       forward_head<T>(h, y, lse + x.lse_offset);
       copy_tile(out + x.out_offset, C, y, hs, T_, hs);
     }
@@ -227,12 +220,12 @@ void attention_backward(A* dqkv, const A* dout, const A* qkv, const A* out, cons
     if constexpr (std::is_same_v<A, T>) {
       backward_head<T>({x.q, 3 * C, C, C, T_, hs}, dout + x.out_offset, out + x.out_offset, lse + x.lse_offset, dq);
     } else {
-      const HeadView<T> h = float_head<T, A, 1>(x.q, T_, C, hs);
-      T* dy = thread_scratch<T, 2>(size_t(T_) * 2 * hs);
+      const HeadView<T> h = float_head<T>(x.q, T_, C, hs);
+      T* dy = thread_buffer<T, Scratch::kAttentionOut>(int64_t{T_} * 2 * hs);
       T* y = dy + size_t(T_) * hs;
       copy_tile(dy, hs, dout + x.out_offset, C, T_, hs);
       copy_tile(y, hs, out + x.out_offset, C, T_, hs);
-      T* grad = thread_scratch<T, 3>(size_t(T_) * 3 * hs);
+      T* grad = thread_buffer<T, Scratch::kAttentionGrad>(int64_t{T_} * 3 * hs);
       backward_head<T>(h, dy, y, lse + x.lse_offset, grad);
       for (int part = 0; part < 3; ++part) copy_tile(dq + int64_t{part} * C, 3 * C, grad + part * hs, 3 * hs, T_, hs);
     }

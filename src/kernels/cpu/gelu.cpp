@@ -56,21 +56,18 @@ inline double gelu_slope(double x) {
 // A: the element type (float, double or bf16); the arithmetic is in compute_t<A>.
 template <class A>
 void gelu_forward(A* out, const A* inp, int64_t n) {
-  using T = compute_t<A>;
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) store(out[i], gelu(load(inp[i])));
 }
 
 template <class A>
 void gelu_backward(A* dinp, const A* inp, const A* dout, int64_t n) {
-  using T = compute_t<A>;
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) store(dinp[i], load(dout[i]) * gelu_slope(load(inp[i])));
 }
 
 template <class A>
 void bias_gelu_forward(A* pre, A* out, const A* bias, int N, int O) {
-  using T = compute_t<A>;
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; ++n) {
     A* pre_row = pre + int64_t{n} * O;
@@ -85,7 +82,6 @@ void bias_gelu_forward(A* pre, A* out, const A* bias, int N, int O) {
 
 template <class A, class S>
 void gelu_backward_bias(A* dpre, S* dbias, const A* pre, const A* dout, int N, int O) {
-  using T = compute_t<A>;
   if (!dbias) return gelu_backward(dpre, pre, dout, int64_t{N} * O);
   // The bias gradient summed as linear_backward sums it (add_column_sums): the same bits, whatever
   // the thread count. dpre may be dout. With bf16 the sum is of the rounded gradient, as

@@ -19,13 +19,17 @@ inline Range share(int64_t n, int thread, int threads) {
   return {begin, begin + base + (thread < extra ? 1 : 0)};
 }
 
-template <class T>
-T* column_sum_scratch(int64_t n) {
-  // add_column_sums' block sums: one buffer per calling thread and element type, whatever the
-  // caller; it grows to the largest [blocks, O] seen, then stays.
-  static thread_local std::vector<T> scratch;
-  if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(static_cast<size_t>(n));
-  return scratch.data();
+// What a kernel's per-thread scratch is for: buffers live at the same time need different uses.
+enum class Scratch { kColumnSums, kAttentionTiles, kAttentionQkv, kAttentionOut, kAttentionGrad, kSoftmaxRow };
+
+// This thread's buffer of at least n elements of T for `Use`: one per thread, element type and use,
+// whatever the caller; it grows to the largest n asked and then stays, so a kernel allocates nothing
+// after its first call.
+template <class T, Scratch Use>
+T* thread_buffer(int64_t n) {
+  static thread_local std::vector<T> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
 }
 
 // sums[o] += the sum over the rows n of value(n * O + o), an [N, O] matrix's column sums. The rows are
@@ -39,7 +43,7 @@ template <class T, class Value>
 void add_column_sums(T* sums, int64_t N, int64_t O, Value value) {
   constexpr int64_t kSumRows = 32;
   const int64_t blocks = (N + kSumRows - 1) / kSumRows;
-  T* partial = column_sum_scratch<T>(blocks * O);
+  T* partial = thread_buffer<T, Scratch::kColumnSums>(blocks * O);
 #pragma omp parallel
   {
 #pragma omp for schedule(static)

@@ -2,9 +2,9 @@
 // columns are neither in the softmax nor in the gradient).
 #include <cmath>
 #include <type_traits>
-#include <vector>
 
 #include "src/kernels/cpu/ops.h"
+#include "src/kernels/cpu/parallel.h"
 
 namespace kl::cpu {
 
@@ -20,9 +20,7 @@ void softmax_xent_forward(T* losses, A* probs, const A* logits, const int32_t* t
     if constexpr (std::is_same_v<A, T>) {
       e = p;
     } else {
-      thread_local std::vector<T> row;
-      row.resize(static_cast<size_t>(V));
-      e = row.data();
+      e = thread_buffer<T, Scratch::kSoftmaxRow>(V);
     }
     T max = z[0];
     for (int v = 1; v < V; ++v) max = load(z[v]) > max ? load(z[v]) : max;
