@@ -85,10 +85,6 @@ class CpuBackend {
       return x;
     }
   }
-  // The master weights after they changed: the passes read them directly, or their bf16 copy.
-  void convert_weights(Act* copy, const Acc* master, int64_t n) const {
-    if constexpr (kBf16Act) convert(copy, master, n);
-  }
   std::string describe() const {
     if (kBf16Act) return "CPU (bf16 activations and products, fp32 sums, master weights and stream)";
     return std::is_same_v<T, float> ? "CPU (fp32)" : "CPU (fp64)";
